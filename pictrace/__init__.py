@@ -1,0 +1,3 @@
+"""PicTrace: similar-image search."""
+
+__version__ = "0.1.0"

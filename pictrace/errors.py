@@ -1,0 +1,113 @@
+"""One error type per failure class.
+
+Every error PicTrace raises on purpose derives from :class:`PicTraceError` and
+carries a stable machine-readable ``code`` and the HTTP status it maps to.
+The HTTP layer, the CLI and the scoring fan-out translate these in one place
+each; nothing matches on message text.
+"""
+
+from __future__ import annotations
+
+
+class PicTraceError(Exception):
+    """Base of every deliberate PicTrace failure."""
+
+    code: str = "error"
+    status: int = 400
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"error": self.code, "message": self.message}
+        body.update(self.details)
+        return body
+
+
+# --- input images -----------------------------------------------------------
+
+
+class InvalidImage(PicTraceError):
+    """The bytes are not a usable image."""
+
+    code = "invalid_image"
+    status = 422
+
+
+class UnsupportedFormat(InvalidImage):
+    """Recognised as something, but not an image format we decode (SVG, PDF, HTML, ...)."""
+
+    code = "unsupported_format"
+    status = 415
+
+
+class CorruptImage(InvalidImage):
+    """Looks like a supported format but cannot be decoded (truncated, bad data)."""
+
+    code = "corrupt_image"
+    status = 422
+
+
+class ImageTooLarge(InvalidImage):
+    """Pixel count above the configured cap (checked from the header)."""
+
+    code = "image_too_large"
+    status = 413
+
+
+# --- requests ----------------------------------------------------------------
+
+
+class BadRequest(PicTraceError):
+    """The request itself is malformed (bad JSON, bad parameter, missing field)."""
+
+    code = "bad_request"
+    status = 400
+
+
+class PayloadTooLarge(PicTraceError):
+    """The request body or a fetched resource exceeds its byte cap."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class NotFound(PicTraceError):
+    code = "not_found"
+    status = 404
+
+
+# --- fetching untrusted URLs ---------------------------------------------------
+
+
+class FetchError(PicTraceError):
+    """A remote resource could not be fetched (timeout, HTTP error, bad content)."""
+
+    code = "fetch_failed"
+    status = 502
+
+
+class BlockedURL(FetchError):
+    """The URL's scheme, host or resolved address is not allowed."""
+
+    code = "blocked_url"
+    status = 400
+
+
+# --- stored data and fan-out ---------------------------------------------------
+
+
+class CorruptShard(PicTraceError):
+    """A shard or feature file is damaged, foreign or of an unknown version."""
+
+    code = "corrupt_shard"
+    status = 502
+
+
+class ScoringFailed(PicTraceError):
+    """A scoring batch failed after its retries."""
+
+    code = "scoring_failed"
+    status = 502
