@@ -1,0 +1,265 @@
+"""Per-image features, computed once at ingest.
+
+Every catalog image is reduced to two groups of arrays:
+
+* the *index* part, small enough to read for every candidate of a search
+  (about 3 KB): ``gist``, a 32x32 grayscale layout vector, and ``chist``, a
+  coarse colour histogram.  Both are unit vectors, so a dot product is a
+  similarity and a whole shard is scored with one matrix product.
+* the *detail* part, read only for a shortlist: the 256x256 grayscale
+  thumbnail for SSIM, ORB keypoints and descriptors, and the sparse 32x32x32
+  BGR histogram.  These are the original PicTrace's three signals.
+
+Geometry follows the original: the image is resized to a square of side
+``min(1024, largest side)`` before ORB and the histogram are computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pictrace.core.decode import decode
+from pictrace.core.probe import probe
+from pictrace.errors import CorruptShard
+
+ORB_SIDE = 1024
+ORB_FEATURES = 500
+THUMB_SIDE = 256
+GIST_SIDE = 32
+HIST_BINS = 32
+CHIST_BINS = 8
+
+FEATURES_FORMAT = "pictrace-features"
+FEATURES_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class ImageFeatures:
+    """Everything PicTrace needs to compare one image with another."""
+
+    sha256: str
+    width: int
+    height: int
+    gist: np.ndarray  # (GIST_SIDE**2,) float16, zero mean, unit norm
+    chist: np.ndarray  # (CHIST_BINS**3,) float16, unit norm (Hellinger)
+    thumb: np.ndarray  # (THUMB_SIDE, THUMB_SIDE) uint8 grayscale
+    keypoints: np.ndarray  # (n, 2) float32, x/y in the ORB_SIDE square
+    descriptors: np.ndarray  # (n, 32) uint8 ORB descriptors
+    hist_index: np.ndarray  # (m,) uint16, non-zero bins of the 32^3 histogram
+    hist_value: np.ndarray  # (m,) float32, their L2-normalised values
+    side: int = ORB_SIDE  # side of the square the keypoints live in
+
+    @property
+    def nbytes_index(self) -> int:
+        """Bytes of the part read for every candidate."""
+        return int(self.gist.nbytes + self.chist.nbytes + 64 + 8)
+
+    @property
+    def nbytes_detail(self) -> int:
+        """Bytes of the part read only for shortlisted candidates."""
+        return int(
+            self.thumb.nbytes
+            + self.keypoints.nbytes
+            + self.descriptors.nbytes
+            + self.hist_index.nbytes
+            + self.hist_value.nbytes
+        )
+
+    def to_bytes(self) -> bytes:
+        """Serialise to a compressed ``.npz`` that loads without pickle."""
+        buf = io.BytesIO()
+        header = {
+            "format": FEATURES_FORMAT,
+            "version": FEATURES_VERSION,
+            "sha256": self.sha256,
+            "width": self.width,
+            "height": self.height,
+            "side": self.side,
+        }
+        np.savez_compressed(
+            buf,
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            gist=self.gist,
+            chist=self.chist,
+            thumb=self.thumb,
+            keypoints=self.keypoints,
+            descriptors=self.descriptors,
+            hist_index=self.hist_index,
+            hist_value=self.hist_value,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ImageFeatures":
+        """Load what :meth:`to_bytes` wrote; anything else raises CorruptShard."""
+        arrays = _load_npz(data, "features")
+        header = _header(arrays, FEATURES_FORMAT, FEATURES_VERSION)
+        try:
+            feats = cls(
+                sha256=str(header["sha256"]),
+                width=int(header["width"]),
+                height=int(header["height"]),
+                side=int(header["side"]),
+                gist=arrays["gist"],
+                chist=arrays["chist"],
+                thumb=arrays["thumb"],
+                keypoints=arrays["keypoints"],
+                descriptors=arrays["descriptors"],
+                hist_index=arrays["hist_index"],
+                hist_value=arrays["hist_value"],
+            )
+        except KeyError as exc:
+            raise CorruptShard(f"features file lacks {exc.args[0]!r}") from None
+        _check_features(feats)
+        return feats
+
+
+def extract_features(data: bytes, *, max_pixels: int = 50_000_000) -> ImageFeatures:
+    """Decode image bytes and compute their features.
+
+    Raises the decode errors (``InvalidImage`` and subclasses) for bad input.
+    """
+    info = probe(data)
+    image = decode(data, max_pixels=max_pixels, max_side=ORB_SIDE)
+    width, height = info.width, info.height
+    if (image.shape[1] > image.shape[0]) != (width > height):
+        width, height = height, width  # EXIF orientation turned it a quarter
+    return features_from_image(image, hashlib.sha256(data).hexdigest(), original_size=(width, height))
+
+
+def features_from_image(
+    image: np.ndarray, sha256: str, original_size: tuple[int, int] | None = None
+) -> ImageFeatures:
+    """Compute features of a decoded BGR uint8 image.
+
+    ``original_size`` is ``(width, height)`` when ``image`` was decoded at a
+    reduced scale; it only affects the reported size.
+    """
+    h, w = image.shape[:2]
+    width, height = original_size or (w, h)
+    square = canonical_square(image)
+    gray = cv2.cvtColor(square, cv2.COLOR_BGR2GRAY)
+    keypoints, descriptors = orb_features(gray)
+    hist_index, hist_value = sparse_histogram(square)
+    thumb = cv2.resize(gray, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
+    return ImageFeatures(
+        sha256=sha256,
+        width=int(width),
+        height=int(height),
+        gist=gist_vector(thumb),
+        chist=coarse_histogram(square),
+        thumb=thumb,
+        keypoints=keypoints,
+        descriptors=descriptors,
+        hist_index=hist_index,
+        hist_value=hist_value,
+        side=square.shape[0],
+    )
+
+
+def canonical_square(image: np.ndarray) -> np.ndarray:
+    """Resize to a square of side ``min(ORB_SIDE, largest side)`` as the original did."""
+    side = min(ORB_SIDE, max(image.shape[:2]))
+    interp = cv2.INTER_AREA if side < max(image.shape[:2]) else cv2.INTER_LINEAR
+    return cv2.resize(image, (side, side), interpolation=interp)
+
+
+def orb_features(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ORB keypoint positions (n, 2) float32 and descriptors (n, 32) uint8."""
+    orb = cv2.ORB_create(nfeatures=ORB_FEATURES)
+    kps, desc = orb.detectAndCompute(gray, None)
+    if desc is None or not kps:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    pts = np.array([kp.pt for kp in kps], dtype=np.float32)
+    return pts, np.ascontiguousarray(desc, dtype=np.uint8)
+
+
+def dense_histogram(bgr: np.ndarray) -> np.ndarray:
+    """The original's 32x32x32 BGR histogram, L2-normalised, flattened (float32)."""
+    hist = cv2.calcHist([bgr], [0, 1, 2], None, [HIST_BINS] * 3, [0, 256] * 3)
+    cv2.normalize(hist, hist)
+    return hist.reshape(-1)
+
+
+def sparse_histogram(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-zero bins of :func:`dense_histogram` as (uint16 indices, float32 values)."""
+    dense = dense_histogram(bgr)
+    idx = np.flatnonzero(dense)
+    return idx.astype(np.uint16), dense[idx].astype(np.float32)
+
+
+def gist_vector(thumb: np.ndarray) -> np.ndarray:
+    """32x32 layout of a grayscale thumbnail, zero mean and unit norm (float16).
+
+    A dot product of two such vectors is their normalised cross-correlation,
+    which ignores brightness and contrast changes.
+    """
+    small = cv2.resize(thumb, (GIST_SIDE, GIST_SIDE), interpolation=cv2.INTER_AREA)
+    return _unit(small.astype(np.float32).reshape(-1), center=True)
+
+
+def coarse_histogram(bgr: np.ndarray) -> np.ndarray:
+    """8x8x8 BGR histogram as a Hellinger unit vector (float16).
+
+    The square root damps dominant colours so that shared palettes, not one
+    large sky, decide the similarity.
+    """
+    hist = cv2.calcHist([bgr], [0, 1, 2], None, [CHIST_BINS] * 3, [0, 256] * 3)
+    return _unit(np.sqrt(hist.reshape(-1)), center=False)
+
+
+def _unit(v: np.ndarray, *, center: bool) -> np.ndarray:
+    v = v.astype(np.float32)
+    if center:
+        v = v - v.mean()
+    norm = float(np.linalg.norm(v))
+    if norm > 0:
+        v = v / norm
+    return v.astype(np.float16)
+
+
+def _load_npz(data: bytes, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except Exception as exc:  # numpy raises many types for foreign bytes
+        raise CorruptShard(f"not a PicTrace {what} file: {type(exc).__name__}") from None
+
+
+def _header(arrays: dict[str, np.ndarray], fmt: str, version: int) -> dict:
+    raw = arrays.get("header")
+    if raw is None or raw.dtype != np.uint8:
+        raise CorruptShard(f"not a PicTrace file: no {fmt} header")
+    try:
+        header = json.loads(raw.tobytes())
+    except ValueError:
+        raise CorruptShard("unreadable header") from None
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise CorruptShard(f"not a {fmt} file")
+    if header.get("version") != version:
+        raise CorruptShard(f"{fmt} version {header.get('version')!r} is not supported (expected {version})")
+    return header
+
+
+def _check_features(f: ImageFeatures) -> None:
+    expect = {
+        "gist": ((GIST_SIDE * GIST_SIDE,), np.float16),
+        "chist": ((CHIST_BINS**3,), np.float16),
+        "thumb": ((THUMB_SIDE, THUMB_SIDE), np.uint8),
+    }
+    for name, (shape, dtype) in expect.items():
+        arr = getattr(f, name)
+        if arr.shape != shape or arr.dtype != dtype:
+            raise CorruptShard(f"features field {name} has shape {arr.shape} {arr.dtype}")
+    if f.descriptors.dtype != np.uint8 or f.descriptors.ndim != 2 or f.descriptors.shape[1:] != (32,):
+        raise CorruptShard("features field descriptors is malformed")
+    if f.keypoints.shape != (len(f.descriptors), 2):
+        raise CorruptShard("keypoints and descriptors disagree")
+    if f.hist_index.shape != f.hist_value.shape or f.hist_index.dtype != np.uint16:
+        raise CorruptShard("histogram arrays are malformed")

@@ -1,0 +1,271 @@
+"""Scoring a query against one shard of candidates.
+
+Both rankings report the original PicTrace's three signals per result and
+rank by their mean:
+
+* ``ssim``: SSIM of the 256x256 grayscale thumbnails,
+* ``orb``:  ORB matches passing Lowe's ratio test (0.75) / query keypoints,
+* ``hist``: correlation of the 32x32x32 BGR histograms.
+
+``seed`` computes them for every candidate exactly as the original did
+(FLANN LSH matching, identity orientation).  ``default`` first ranks all
+candidates by two cheap unit-vector similarities (layout under the eight
+square symmetries, coarse colour) with one matrix product, then computes the
+three signals only for a shortlist, with exact Hamming matching and with the
+query's best symmetry, so rotated and mirrored copies score like the
+originals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from pictrace.core import transforms
+from pictrace.core.features import (
+    GIST_SIDE,
+    HIST_BINS,
+    ImageFeatures,
+    dense_histogram,
+    features_from_image,
+    orb_features,
+    canonical_square,
+)
+from pictrace.core.shard import Shard
+from pictrace.core.ssim import SSIMStats, ssim_from_stats, ssim_stats
+from pictrace.errors import BadRequest
+
+RANKINGS = ("default", "seed")
+RATIO = 0.75
+DEFAULT_SHORTLIST = 48
+_HIST_N = HIST_BINS**3
+
+DetailLoader = Callable[[Sequence[str]], Mapping[str, ImageFeatures]]
+
+
+@dataclass(frozen=True)
+class Match:
+    """One ranked candidate with the signals that explain its score."""
+
+    id: str
+    score: float
+    ssim: float
+    orb: float
+    hist: float
+    transform: str = "identity"  # the edit that turns the candidate into the query
+    meta: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {"ssim": self.ssim, "orb": self.orb, "hist": self.hist}
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "score": round(self.score, 6),
+            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+            "transform": self.transform,
+            **{k: v for k, v in self.meta.items() if k not in ("id", "score", "scores", "transform")},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Match":
+        s = d["scores"]
+        meta = {k: v for k, v in d.items() if k not in ("id", "score", "scores", "transform")}
+        return cls(
+            id=str(d["id"]),
+            score=float(d["score"]),
+            ssim=float(s["ssim"]),
+            orb=float(s["orb"]),
+            hist=float(s["hist"]),
+            transform=str(d.get("transform", "identity")),
+            meta=meta,
+        )
+
+
+@dataclass(eq=False)
+class Query:
+    """A query image's features plus what scoring derives from them once."""
+
+    features: ImageFeatures
+    mirror_descriptors: np.ndarray | None = None
+    gist_variants: np.ndarray = field(init=False)  # (8, 1024) float32
+    hist_centered: np.ndarray = field(init=False)  # (32768,) float32
+    hist_norm: float = field(init=False)
+    _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        grid = self.features.gist.astype(np.float32).reshape(GIST_SIDE, GIST_SIDE)
+        self.gist_variants = np.stack(
+            [transforms.apply(grid, i).reshape(-1) for i in range(len(transforms.DIHEDRAL))]
+        )
+        dense = np.zeros(_HIST_N, np.float32)
+        dense[self.features.hist_index] = self.features.hist_value
+        self.hist_centered = dense - dense.mean()
+        self.hist_norm = float(np.linalg.norm(self.hist_centered))
+
+    def ssim_stats(self, index: int) -> SSIMStats:
+        if index not in self._ssim:
+            self._ssim[index] = ssim_stats(transforms.apply(self.features.thumb, index))
+        return self._ssim[index]
+
+
+def query_from_image(image: np.ndarray, sha256: str) -> Query:
+    """Build a query from a decoded image, including mirrored ORB descriptors."""
+    feats = features_from_image(image, sha256)
+    mirrored = cv2.cvtColor(np.fliplr(canonical_square(image)), cv2.COLOR_BGR2GRAY)
+    _, mirror_desc = orb_features(np.ascontiguousarray(mirrored))
+    return Query(features=feats, mirror_descriptors=mirror_desc)
+
+
+def score_shard(
+    query: Query,
+    shard: Shard,
+    load_details: DetailLoader,
+    *,
+    k: int = 5,
+    ranking: str = "default",
+    shortlist: int = DEFAULT_SHORTLIST,
+    exclude: Iterable[str] = (),
+) -> list[Match]:
+    """Rank the candidates of ``shard`` against ``query``; return the best ``k``.
+
+    ``load_details`` returns the detail features for a list of ids; it is
+    called once, for the shortlist (``default``) or for every candidate
+    (``seed``).  Ids in ``exclude`` (deleted images) are never returned.
+    """
+    if ranking not in RANKINGS:
+        raise BadRequest(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
+    excluded = set(exclude)
+    alive = np.array([str(i) not in excluded for i in shard.ids], dtype=bool)
+    if not alive.any() or k <= 0:
+        return []
+    if ranking == "seed":
+        rows = np.flatnonzero(alive)
+        orientations = np.zeros(len(shard.ids), dtype=np.int64)
+    else:
+        rows, orientations = _shortlist(query, shard, alive, shortlist)
+    ids = [str(shard.ids[r]) for r in rows]
+    details = load_details(ids)
+    matches = []
+    for row, cid in zip(rows, ids):
+        cand = details.get(cid)
+        if cand is None:
+            raise KeyError(f"detail features missing for {cid}")
+        if ranking == "seed":
+            matches.append(_seed_match(query, cand, shard.metas[row]))
+        else:
+            matches.append(_default_match(query, cand, int(orientations[row]), shard.metas[row]))
+    return rank(matches, k)
+
+
+def rank(matches: Iterable[Match], k: int) -> list[Match]:
+    """Best ``k`` by score, ties broken by id so the order is deterministic."""
+    return sorted(matches, key=lambda m: (-m.score, m.id))[:k]
+
+
+def coarse_scores(query: Query, shard: Shard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Layout similarity (best of 8 symmetries), its argmax, and colour similarity per row."""
+    layout = shard.gist32() @ query.gist_variants.T  # (n, 8)
+    colour = shard.chist32() @ query.features.chist.astype(np.float32)
+    return layout.max(axis=1), layout.argmax(axis=1), colour
+
+
+def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    layout, orientation, colour = coarse_scores(query, shard)
+    picked: set[int] = set()
+    # Each coarse signal fails on some edits (colour on grayscale copies,
+    # layout on tight crops), so the union of their top rows goes forward.
+    for signal in (layout, colour, layout + colour):
+        masked = np.where(alive, signal, -np.inf)
+        top = _top_rows(masked, size)
+        picked.update(int(r) for r in top if np.isfinite(masked[r]))
+    return np.array(sorted(picked), dtype=np.int64), orientation
+
+
+def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
+    if n >= len(values):
+        return np.arange(len(values))
+    return np.argpartition(-values, n - 1)[:n]
+
+
+def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
+    s = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
+    o = orb_ratio_score(query.features.descriptors, cand.descriptors, _bf_knn)
+    if query.mirror_descriptors is not None and len(query.mirror_descriptors):
+        o = max(o, orb_ratio_score(query.mirror_descriptors, cand.descriptors, _bf_knn))
+    h = hist_correlation(query, cand)
+    # The query was turned by ``orientation`` to line up with the candidate, so
+    # the edit that made the query from the candidate is its inverse.
+    return _match(cand.sha256, s, o, h, transforms.name(transforms.inverse(orientation)), meta)
+
+
+def _seed_match(query: Query, cand: ImageFeatures, meta: dict) -> Match:
+    s = ssim_from_stats(query.ssim_stats(0), ssim_stats(cand.thumb))
+    o = orb_ratio_score(query.features.descriptors, cand.descriptors, _flann_knn)
+    h = hist_correlation(query, cand)
+    return _match(cand.sha256, s, o, h, "identity", meta)
+
+
+def _match(cid: str, s: float, o: float, h: float, transform: str, meta: dict) -> Match:
+    return Match(id=cid, score=(s + o + h) / 3.0, ssim=s, orb=o, hist=h, transform=transform, meta=dict(meta))
+
+
+def hist_correlation(query: Query, cand: ImageFeatures) -> float:
+    """``cv2.compareHist(..., HISTCMP_CORREL)`` of the 32^3 histograms, from the sparse form.
+
+    With the query centred, sum((a - mean a) * (b - mean b)) reduces to a sum
+    over the candidate's non-zero bins.
+    """
+    vals = cand.hist_value.astype(np.float64)
+    mean_b = vals.sum() / _HIST_N
+    var_b = float((vals * vals).sum() - _HIST_N * mean_b * mean_b)
+    if var_b <= 0 or query.hist_norm == 0:
+        return 0.0
+    num = float((query.hist_centered[cand.hist_index.astype(np.intp)].astype(np.float64) * vals).sum())
+    return float(num / (query.hist_norm * np.sqrt(var_b)))
+
+
+def hist_correlation_dense(a: np.ndarray, b: np.ndarray) -> float:
+    """Reference: OpenCV's correlation of two dense histograms."""
+    return float(cv2.compareHist(a.astype(np.float32), b.astype(np.float32), cv2.HISTCMP_CORREL))
+
+
+def orb_ratio_score(query_desc: np.ndarray, cand_desc: np.ndarray, knn: Callable) -> float:
+    """Share of query keypoints whose best match passes Lowe's ratio test."""
+    if len(query_desc) == 0 or len(cand_desc) < 2:
+        return 0.0
+    good = 0
+    for pair in knn(query_desc, cand_desc):
+        if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
+            good += 1
+    return good / len(query_desc)
+
+
+def good_matches(query_desc: np.ndarray, cand_desc: np.ndarray) -> list[tuple[int, int]]:
+    """(query index, candidate index) of matches passing the ratio test, exact matching."""
+    if len(query_desc) == 0 or len(cand_desc) < 2:
+        return []
+    return [
+        (p[0].queryIdx, p[0].trainIdx)
+        for p in _bf_knn(query_desc, cand_desc)
+        if len(p) == 2 and p[0].distance < RATIO * p[1].distance
+    ]
+
+
+_BF = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=False)
+
+
+def _bf_knn(a: np.ndarray, b: np.ndarray):
+    return _BF.knnMatch(a, b, k=2)
+
+
+def _flann_knn(a: np.ndarray, b: np.ndarray):
+    # The original's matcher: FLANN with LSH index, 50 checks.
+    flann = cv2.FlannBasedMatcher(
+        dict(algorithm=6, table_number=6, key_size=12, multi_probe_level=1), dict(checks=50)
+    )
+    return flann.knnMatch(a, b, k=2)
