@@ -54,6 +54,8 @@ class ImageFeatures:
     hist_index: np.ndarray  # (m,) uint16, non-zero bins of the 32^3 histogram
     hist_value: np.ndarray  # (m,) float32, their L2-normalised values
     side: int = ORB_SIDE  # side of the square the keypoints live in
+    # Queries only: ORB of the mirrored image, so mirrored copies still match.
+    mirror_descriptors: np.ndarray | None = None
 
     @property
     def nbytes_index(self) -> int:
@@ -82,9 +84,11 @@ class ImageFeatures:
             "height": self.height,
             "side": self.side,
         }
+        extra = {} if self.mirror_descriptors is None else {"mirror_descriptors": self.mirror_descriptors}
         np.savez_compressed(
             buf,
             header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            **extra,
             gist=self.gist,
             chist=self.chist,
             thumb=self.thumb,
@@ -113,6 +117,7 @@ class ImageFeatures:
                 descriptors=arrays["descriptors"],
                 hist_index=arrays["hist_index"],
                 hist_value=arrays["hist_value"],
+                mirror_descriptors=arrays.get("mirror_descriptors"),
             )
         except KeyError as exc:
             raise CorruptShard(f"features file lacks {exc.args[0]!r}") from None
@@ -261,5 +266,8 @@ def _check_features(f: ImageFeatures) -> None:
         raise CorruptShard("features field descriptors is malformed")
     if f.keypoints.shape != (len(f.descriptors), 2):
         raise CorruptShard("keypoints and descriptors disagree")
+    m = f.mirror_descriptors
+    if m is not None and (m.dtype != np.uint8 or m.ndim != 2 or m.shape[1:] != (32,)):
+        raise CorruptShard("features field mirror_descriptors is malformed")
     if f.hist_index.shape != f.hist_value.shape or f.hist_index.dtype != np.uint16:
         raise CorruptShard("histogram arrays are malformed")

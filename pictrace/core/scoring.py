@@ -18,6 +18,7 @@ originals.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -91,11 +92,14 @@ class Query:
     """A query image's features plus what scoring derives from them once."""
 
     features: ImageFeatures
-    mirror_descriptors: np.ndarray | None = None
     gist_variants: np.ndarray = field(init=False)  # (8, 1024) float32
     hist_centered: np.ndarray = field(init=False)  # (32768,) float32
     hist_norm: float = field(init=False)
     _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
+
+    @property
+    def mirror_descriptors(self) -> np.ndarray | None:
+        return self.features.mirror_descriptors
 
     def __post_init__(self) -> None:
         grid = self.features.gist.astype(np.float32).reshape(GIST_SIDE, GIST_SIDE)
@@ -118,7 +122,7 @@ def query_from_image(image: np.ndarray, sha256: str) -> Query:
     feats = features_from_image(image, sha256)
     mirrored = cv2.cvtColor(np.fliplr(canonical_square(image)), cv2.COLOR_BGR2GRAY)
     _, mirror_desc = orb_features(np.ascontiguousarray(mirrored))
-    return Query(features=feats, mirror_descriptors=mirror_desc)
+    return Query(features=dataclasses.replace(feats, mirror_descriptors=mirror_desc))
 
 
 def score_shard(
