@@ -1,0 +1,374 @@
+"""Identify an image by its magic bytes and read its size from the header.
+
+Nothing here decodes pixels: every reader looks at a few dozen bytes (or walks
+segment/chunk headers by their lengths), so probing a huge or hostile file is
+cheap and lets callers enforce a pixel cap before any allocation.
+
+Supported formats are JPEG, PNG, WebP, BMP, TIFF (classic and BigTIFF) and
+GIF. Well-known non-images and unsupported image formats are named in the
+error so a user learns what they actually sent.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import NoReturn
+
+from pictrace.errors import CorruptImage, InvalidImage, UnsupportedFormat
+
+FORMAT_NAMES: dict[str, str] = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "webp": "WebP",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "gif": "GIF",
+}
+SUPPORTED = ", ".join(FORMAT_NAMES.values())
+
+# EXIF/TIFF orientation values that swap width and height when displayed.
+_TRANSPOSING = frozenset({5, 6, 7, 8})
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What the header says about an image.
+
+    ``width`` and ``height`` are the stored pixel grid as the header records
+    it. ``orientation`` is the EXIF (or TIFF) orientation tag, 1..8, and is 1
+    when the file carries none; :attr:`oriented_size` is the size once that
+    orientation has been applied.
+    """
+
+    format: str
+    width: int
+    height: int
+    orientation: int = 1
+
+    @property
+    def pixels(self) -> int:
+        """Number of pixels in the stored grid."""
+        return self.width * self.height
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """``(width, height)`` as displayed, after the orientation tag."""
+        if self.orientation in _TRANSPOSING:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def probe(data: bytes) -> ImageInfo:
+    """Identify ``data`` and read its dimensions without decoding pixels.
+
+    Raises :class:`UnsupportedFormat` for recognised non-images and image
+    formats outside the supported set, :class:`InvalidImage` for empty or
+    unrecognisable bytes, and :class:`CorruptImage` when a supported format's
+    header is cut short, malformed, or declares a zero size.
+    """
+    if not data:
+        raise InvalidImage("not an image: the input is empty")
+    fmt = _sniff(data)
+    width, height, orientation = _READERS[fmt](data)
+    if width <= 0 or height <= 0:
+        raise CorruptImage(
+            f"{FORMAT_NAMES[fmt]} header declares an empty image ({width}x{height})",
+            format=fmt,
+        )
+    return ImageInfo(fmt, width, height, orientation)
+
+
+# --- identification ---------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+
+# Prefixes of supported formats, longest first within a family; used both to
+# identify and to tell a cut-short file from an unknown one.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (_PNG_SIGNATURE, "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    *((magic, "tiff") for magic in _TIFF_MAGICS),
+    (b"BM", "bmp"),
+)
+
+_FOREIGN_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "PDF"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"8BPS", "Photoshop PSD"),
+    (b"PK\x03\x04", "ZIP archive"),
+    (b"\x1f\x8b", "gzip data"),
+)
+
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+# How far into a text document to look for its root element.
+_TEXT_SNIFF_BYTES = 4096
+
+
+def _sniff(data: bytes) -> str:
+    """Return the supported format of ``data`` or raise why it is not one."""
+    for magic, fmt in _SIGNATURES:
+        if data.startswith(magic):
+            return fmt
+    if data.startswith(b"RIFF"):
+        if len(data) < 12:
+            _cut_short("webp")
+        if data[8:12] == b"WEBP":
+            return "webp"
+        _unsupported(f"RIFF {data[8:12].decode('latin-1')!r} data")
+    foreign = _foreign_name(data)
+    if foreign:
+        _unsupported(foreign)
+    for magic, fmt in _SIGNATURES:
+        if len(data) >= 2 and magic.startswith(data):
+            _cut_short(fmt)
+    raise InvalidImage("not an image: the data matches no known image format")
+
+
+def _foreign_name(data: bytes) -> str | None:
+    """Name the kind of a recognisable non-supported file, else ``None``."""
+    for magic, name in _FOREIGN_SIGNATURES:
+        if data.startswith(magic):
+            return name
+    if data[4:8] == b"ftyp":
+        return _iso_media_name(data)
+    return _markup_name(data[:_TEXT_SNIFF_BYTES])
+
+
+def _iso_media_name(data: bytes) -> str:
+    """Name an ISO base media file (HEIF, AVIF, MP4, ...) from its ftyp box."""
+    box_size = int.from_bytes(data[:4], "big")
+    box = data[8 : max(box_size, 12)]
+    # Major brand first, then compatible brands after the 4-byte minor version.
+    brands = {box[:4]} | {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    if brands & _HEIF_BRANDS:
+        return "HEIC/HEIF"
+    return f"ISO media ({box[:4].decode('latin-1')!r})"
+
+
+def _markup_name(head: bytes) -> str | None:
+    """Name SVG, HTML or XML text, tolerating a BOM and leading whitespace."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if not text.startswith(b"<"):
+        return None
+    if b"<svg" in text:
+        return "SVG"
+    if text.startswith(b"<!doctype html") or b"<html" in text or b"<head" in text or b"<body" in text:
+        return "HTML"
+    if text.startswith(b"<?xml"):
+        return "XML"
+    return None
+
+
+def _unsupported(what: str) -> NoReturn:
+    raise UnsupportedFormat(f"{what} is not supported; supported: {SUPPORTED}", detected=what)
+
+
+def _cut_short(fmt: str) -> NoReturn:
+    raise CorruptImage(f"{FORMAT_NAMES[fmt]} header is cut short", format=fmt)
+
+
+def _read(data: bytes, offset: int, layout: str, fmt: str) -> tuple[int, ...]:
+    """Unpack ``layout`` at ``offset``, or report the header as cut short."""
+    if offset < 0 or offset + struct.calcsize(layout) > len(data):
+        _cut_short(fmt)
+    return struct.unpack_from(layout, data, offset)
+
+
+def _corrupt(fmt: str, problem: str) -> NoReturn:
+    raise CorruptImage(f"{FORMAT_NAMES[fmt]} header is malformed: {problem}", format=fmt)
+
+
+# --- per-format readers: each returns (width, height, orientation) ----------------
+
+
+def _png_size(data: bytes) -> tuple[int, int, int]:
+    length, kind, width, height = _read(data, 8, ">I4sII", "png")
+    if kind != b"IHDR" or length != 13:
+        _corrupt("png", "the first chunk is not IHDR")
+    return width, height, _png_orientation(data, 8 + 8 + 13 + 4)
+
+
+def _png_orientation(data: bytes, pos: int) -> int:
+    """Orientation from an eXIf chunk placed before the image data, else 1."""
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind in (b"IDAT", b"IEND"):
+            break
+        if kind == b"eXIf":
+            return exif_orientation(data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return 1
+
+
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC), which share the range.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int]:
+    """Walk marker segments up to the frame header (SOFn)."""
+    pos, orientation = 2, 1
+    while True:
+        (byte,) = _read(data, pos, "B", "jpeg")
+        if byte != 0xFF:
+            _corrupt("jpeg", f"expected a marker at byte {pos}")
+        while byte == 0xFF:  # fill bytes may pad before a marker
+            pos += 1
+            (byte,) = _read(data, pos, "B", "jpeg")
+        marker, pos = byte, pos + 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):
+            _corrupt("jpeg", "no frame header before the image data")
+        (length,) = _read(data, pos, ">H", "jpeg")
+        if length < 2:
+            _corrupt("jpeg", f"segment length {length} at byte {pos}")
+        if marker in _JPEG_SOF:
+            _precision, height, width = _read(data, pos + 2, ">BHH", "jpeg")
+            return width, height, orientation
+        if marker == 0xE1 and orientation == 1:
+            segment = data[pos + 2 : pos + length]
+            if segment.startswith(b"Exif\0\0"):
+                orientation = exif_orientation(segment[6:])
+        pos += length
+
+
+def _gif_size(data: bytes) -> tuple[int, int, int]:
+    # The logical screen is the canvas every frame is drawn on, and the size
+    # the decoder produces.
+    width, height = _read(data, 6, "<HH", "gif")
+    return width, height, 1
+
+
+# DIB header sizes: OS/2 1.x (12), OS/2 2.x (16..64), Windows v1/v2/v3/v4/v5.
+_BMP_INFO_SIZES = frozenset({16, 40, 52, 56, 64, 108, 124})
+
+
+def _bmp_size(data: bytes) -> tuple[int, int, int]:
+    (header_size,) = _read(data, 14, "<I", "bmp")
+    if header_size == 12:
+        width, height = _read(data, 18, "<HH", "bmp")
+        return width, height, 1
+    if header_size not in _BMP_INFO_SIZES:
+        _corrupt("bmp", f"unknown DIB header size {header_size}")
+    width, height = _read(data, 18, "<ii", "bmp")
+    if width < 0:
+        _corrupt("bmp", f"negative width {width}")
+    return width, abs(height), 1  # negative height marks a top-down bitmap
+
+
+def _webp_size(data: bytes) -> tuple[int, int, int]:
+    (kind,) = _read(data, 12, "4s", "webp")
+    if kind == b"VP8X":
+        (flags,) = _read(data, 20, "B", "webp")
+        (size,) = _read(data, 24, "6s", "webp")
+        width = 1 + int.from_bytes(size[:3], "little")
+        height = 1 + int.from_bytes(size[3:], "little")
+        has_exif = bool(flags & 0x08)
+        return width, height, _webp_orientation(data) if has_exif else 1
+    if kind == b"VP8 ":
+        start_code, width, height = _read(data, 23, "<3sHH", "webp")
+        if start_code != b"\x9d\x01\x2a":
+            _corrupt("webp", "VP8 key frame start code missing")
+        return width & 0x3FFF, height & 0x3FFF, 1  # top bits are scaling hints
+    if kind == b"VP8L":
+        signature, bits = _read(data, 20, "<BI", "webp")
+        if signature != 0x2F:
+            _corrupt("webp", "VP8L signature missing")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1
+    _corrupt("webp", f"unknown first chunk {kind!r}")
+
+
+def _webp_orientation(data: bytes) -> int:
+    """Orientation from the EXIF chunk of an extended WebP, else 1."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack_from("<4sI", data, pos)
+        if kind == b"EXIF":
+            payload = data[pos + 8 : pos + 8 + length]
+            # Some writers keep the JPEG APP1 identifier; the chunk should not have it.
+            return exif_orientation(payload.removeprefix(b"Exif\0\0"))
+        pos += 8 + length + (length & 1)  # chunks are padded to even length
+    return 1
+
+
+_TAG_WIDTH, _TAG_HEIGHT, _TAG_ORIENTATION = 256, 257, 274
+# TIFF field types that can hold an integer dimension: BYTE, SHORT, LONG, LONG8.
+_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
+
+
+def _tiff_size(data: bytes) -> tuple[int, int, int]:
+    fields = _first_ifd(data, "tiff")
+    if _TAG_WIDTH not in fields or _TAG_HEIGHT not in fields:
+        _corrupt("tiff", "first directory lacks ImageWidth or ImageLength")
+    return fields[_TAG_WIDTH], fields[_TAG_HEIGHT], _valid_orientation(fields.get(_TAG_ORIENTATION, 1))
+
+
+def _first_ifd(data: bytes, fmt: str) -> dict[int, int]:
+    """Single-valued integer fields of the first image directory of a TIFF structure.
+
+    Handles both byte orders, classic TIFF (32-bit offsets, 12-byte entries)
+    and BigTIFF (64-bit offsets, 20-byte entries). Values shorter than the
+    entry's value field are stored left-justified in it, in either byte order.
+    """
+    order = "<" if data[:2] == b"II" else ">"
+    (version,) = _read(data, 2, order + "H", fmt)
+    if version == 42:
+        count_layout, entry_size, offset_layout = "H", 12, "I"
+        (ifd,) = _read(data, 4, order + "I", fmt)
+    elif version == 43:
+        count_layout, entry_size, offset_layout = "Q", 20, "Q"
+        _offset_size, _zero, ifd = _read(data, 4, order + "HHQ", fmt)
+    else:
+        _corrupt(fmt, f"unknown TIFF version {version}")
+    (count,) = _read(data, ifd, order + count_layout, fmt)
+    first_entry = ifd + struct.calcsize(count_layout)
+    if first_entry + count * entry_size > len(data):
+        _cut_short(fmt)
+    value_at = 4 + struct.calcsize(offset_layout)
+    fields: dict[int, int] = {}
+    for entry in range(first_entry, first_entry + count * entry_size, entry_size):
+        tag, kind, n_values = struct.unpack_from(order + "HH" + offset_layout, data, entry)
+        if n_values == 1 and kind in _INTEGER_TYPES:
+            (fields[tag],) = struct.unpack_from(order + _INTEGER_TYPES[kind], data, entry + value_at)
+    return fields
+
+
+def exif_orientation(tiff: bytes) -> int:
+    """The Orientation tag (1..8) of a TIFF-structured EXIF block.
+
+    Metadata is advisory: a missing, damaged or out-of-range tag yields 1
+    rather than rejecting an otherwise good image.
+    """
+    if tiff[:4] not in _TIFF_MAGICS[:2]:
+        return 1
+    try:
+        fields = _first_ifd(tiff, "tiff")
+    except CorruptImage:
+        return 1
+    return _valid_orientation(fields.get(_TAG_ORIENTATION, 1))
+
+
+def _valid_orientation(value: int) -> int:
+    return value if 1 <= value <= 8 else 1
+
+
+_READERS = {
+    "png": _png_size,
+    "jpeg": _jpeg_size,
+    "gif": _gif_size,
+    "bmp": _bmp_size,
+    "webp": _webp_size,
+    "tiff": _tiff_size,
+}
