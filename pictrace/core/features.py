@@ -132,10 +132,7 @@ def extract_features(data: bytes, *, max_pixels: int = 50_000_000) -> ImageFeatu
     """
     info = probe(data)
     image = decode(data, max_pixels=max_pixels, max_side=ORB_SIDE)
-    width, height = info.width, info.height
-    if (image.shape[1] > image.shape[0]) != (width > height):
-        width, height = height, width  # EXIF orientation turned it a quarter
-    return features_from_image(image, hashlib.sha256(data).hexdigest(), original_size=(width, height))
+    return features_from_image(image, hashlib.sha256(data).hexdigest(), original_size=info.oriented_size)
 
 
 def features_from_image(
