@@ -33,6 +33,7 @@ _JPEG_REDUCED = {
     4: cv2.IMREAD_REDUCED_COLOR_4,
     8: cv2.IMREAD_REDUCED_COLOR_8,
 }
+_BMP_CORE_HEADER = (12).to_bytes(4, "little")
 # Formats whose decoder applies the orientation tag itself.
 _SELF_ORIENTING = frozenset({"tiff"})
 
@@ -101,17 +102,9 @@ def reduction_factor(info: ImageInfo, max_side: int | None) -> int:
 
 def _imdecode(data: bytes, info: ImageInfo, factor: int) -> np.ndarray:
     """Run OpenCV's decoder, turning its failures into :class:`CorruptImage`."""
-    if info.format == "jpeg":
-        # JPEG has no alpha or deep samples worth keeping here, and libjpeg
-        # converts grey, YCbCr and Adobe CMYK/YCCK straight to BGR.
-        flags = _JPEG_REDUCED[factor] | cv2.IMREAD_IGNORE_ORIENTATION
-    else:
-        # UNCHANGED keeps alpha and 16-bit samples; it also never applies EXIF
-        # orientation, which apply_orientation does instead.
-        flags = cv2.IMREAD_UNCHANGED
     name = FORMAT_NAMES[info.format]
     try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _decode_flags(data, info, factor))
     except cv2.error as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise CorruptImage(f"{name} data could not be decoded: {reason}", format=info.format) from exc
@@ -120,6 +113,21 @@ def _imdecode(data: bytes, info: ImageInfo, factor: int) -> np.ndarray:
             f"{name} data could not be decoded (truncated or damaged)", format=info.format
         )
     return image
+
+
+def _decode_flags(data: bytes, info: ImageInfo, factor: int) -> int:
+    """OpenCV read flags that keep what :func:`to_bgr8` needs and nothing more."""
+    if info.format == "jpeg":
+        # JPEG has no alpha or deep samples worth keeping here, and libjpeg
+        # converts grey, YCbCr and Adobe CMYK/YCCK straight to BGR.
+        return _JPEG_REDUCED[factor] | cv2.IMREAD_IGNORE_ORIENTATION
+    if info.format == "bmp" and data[14:18] == _BMP_CORE_HEADER:
+        # OS/2 1.x bitmaps cannot carry alpha, and OpenCV's UNCHANGED path
+        # misreads their 24-bit pixels as grey.
+        return cv2.IMREAD_COLOR
+    # UNCHANGED keeps alpha and 16-bit samples; it also never applies EXIF
+    # orientation, which apply_orientation does instead.
+    return cv2.IMREAD_UNCHANGED
 
 
 def _check_decoded_size(image: np.ndarray, info: ImageInfo, factor: int) -> None:
