@@ -8,14 +8,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterable
 
-from pictrace.core.decode import decode
 from pictrace.core.features import ImageFeatures, extract_features
 from pictrace.core.merge import merge_topk
-from pictrace.core.scoring import DEFAULT_SHORTLIST, Match, Query, query_from_image, score_shard
+from pictrace.core.scoring import DEFAULT_SHORTLIST, Match, Query, query_from_bytes, score_shard
 from pictrace.core.shard import Shard
 
 __all__ = ["LocalIndex", "Match", "extract_features", "prepare_query", "IMAGE_SUFFIXES"]
@@ -25,7 +23,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 def prepare_query(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
     """Decode a query image once and derive everything scoring needs."""
-    return query_from_image(decode(data, max_pixels=max_pixels), hashlib.sha256(data).hexdigest())
+    return query_from_bytes(data, max_pixels=max_pixels)
 
 
 class LocalIndex:

@@ -19,6 +19,7 @@ originals.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -28,6 +29,7 @@ import numpy as np
 from pictrace.core import transforms
 from pictrace.core.features import (
     GIST_SIDE,
+    ORB_SIDE,
     HIST_BINS,
     ImageFeatures,
     dense_histogram,
@@ -35,6 +37,8 @@ from pictrace.core.features import (
     orb_features,
     canonical_square,
 )
+from pictrace.core.decode import decode
+from pictrace.core.probe import probe
 from pictrace.core.shard import Shard
 from pictrace.core.ssim import SSIMStats, ssim_from_stats, ssim_stats
 from pictrace.errors import BadRequest
@@ -117,9 +121,19 @@ class Query:
         return self._ssim[index]
 
 
-def query_from_image(image: np.ndarray, sha256: str) -> Query:
+def query_from_bytes(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
+    """Decode query bytes once and derive everything scoring needs.
+
+    Raises the decode errors (``InvalidImage`` and subclasses) for bad input.
+    """
+    info = probe(data)
+    image = decode(data, max_pixels=max_pixels, max_side=ORB_SIDE)
+    return query_from_image(image, hashlib.sha256(data).hexdigest(), info.oriented_size)
+
+
+def query_from_image(image: np.ndarray, sha256: str, original_size: tuple[int, int] | None = None) -> Query:
     """Build a query from a decoded image, including mirrored ORB descriptors."""
-    feats = features_from_image(image, sha256)
+    feats = features_from_image(image, sha256, original_size)
     mirrored = cv2.cvtColor(np.fliplr(canonical_square(image)), cv2.COLOR_BGR2GRAY)
     _, mirror_desc = orb_features(np.ascontiguousarray(mirrored))
     return Query(features=dataclasses.replace(feats, mirror_descriptors=mirror_desc))
@@ -139,7 +153,8 @@ def score_shard(
 
     ``load_details`` returns the detail features for a list of ids; it is
     called once, for the shortlist (``default``) or for every candidate
-    (``seed``).  Ids in ``exclude`` (deleted images) are never returned.
+    (``seed``), and leaves out ids that were deleted meanwhile.  Ids in
+    ``exclude`` (deleted images) are never returned.
     """
     if ranking not in RANKINGS:
         raise BadRequest(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
@@ -158,7 +173,7 @@ def score_shard(
     for row, cid in zip(rows, ids):
         cand = details.get(cid)
         if cand is None:
-            raise KeyError(f"detail features missing for {cid}")
+            continue  # the loader found it deleted while this search ran
         if ranking == "seed":
             matches.append(_seed_match(query, cand, shard.metas[row]))
         else:

@@ -1,0 +1,69 @@
+"""The one configuration object, read from the environment.
+
+Every limit PicTrace enforces is here, with its default; the README's
+"Limits" table lists the same names.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Config:
+    bucket: str = ""
+    score_function: str = ""
+    # bytes and pixels
+    max_body_bytes: int = 6 * MB  # a Lambda request payload cannot exceed 6 MB
+    max_image_bytes: int = 25 * MB  # images read from S3 (presigned uploads, catalog drops)
+    max_pixels: int = 50_000_000
+    max_fetch_bytes: int = 20 * MB
+    max_page_bytes: int = 2 * MB
+    max_page_images: int = 50
+    max_urls: int = 100
+    # search
+    default_k: int = 5
+    max_k: int = 50
+    shortlist: int = 48
+    shard_size: int = 5000
+    pending_batch: int = 500
+    fanout_concurrency: int = 16
+    score_retries: int = 3
+    score_timeout: float = 25.0
+    # fetching
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 10.0
+    fetch_total_timeout: float = 20.0
+    allow_private_urls: bool = False  # only the local demo stack turns this on
+    # storage
+    presign_ttl: int = 300
+    pack_grace_seconds: int = 300
+    list_page_max: int = 1000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Config":
+        """Build from ``PICTRACE_<FIELD>`` variables (plus ``BUCKET_NAME`` and ``SCORE_FUNCTION_NAME``)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"PICTRACE_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, raw, type(getattr(cls, f.name)))
+        values.setdefault("bucket", env.get("BUCKET_NAME", ""))
+        values.setdefault("score_function", env.get("SCORE_FUNCTION_NAME", ""))
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(name: str, raw: str, kind: type) -> object:
+    try:
+        if kind is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"PICTRACE_{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
