@@ -127,7 +127,7 @@ def _sniff(data: bytes) -> str:
     foreign = _foreign_name(data)
     if foreign:
         _unsupported(foreign)
-    for magic, fmt in _SIGNATURES:
+    for magic, fmt in (*_SIGNATURES, (b"RIFF", "webp")):
         if len(data) >= 2 and magic.startswith(data):
             _cut_short(fmt)
     raise InvalidImage("not an image: the data matches no known image format")

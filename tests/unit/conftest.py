@@ -50,7 +50,7 @@ def encode() -> Callable[..., bytes]:
     return encode_image
 
 
-def exif_block(orientation: int, *, big_endian: bool = False) -> bytes:
+def build_exif_block(orientation: int, *, big_endian: bool = False) -> bytes:
     """A TIFF-structured EXIF block whose first directory holds an Orientation tag.
 
     A Make entry precedes it so a reader has to walk the directory.
@@ -65,8 +65,14 @@ def exif_block(orientation: int, *, big_endian: bool = False) -> bytes:
 def jpeg_with_exif(jpeg: bytes, orientation: int, *, big_endian: bool = False) -> bytes:
     """Insert an EXIF APP1 segment carrying ``orientation`` right after SOI."""
     assert jpeg[:2] == b"\xff\xd8"
-    payload = b"Exif\0\0" + exif_block(orientation, big_endian=big_endian)
+    payload = b"Exif\0\0" + build_exif_block(orientation, big_endian=big_endian)
     return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+@pytest.fixture
+def exif_block() -> Callable[..., bytes]:
+    """``exif_block(orientation, big_endian=False) -> bytes`` (TIFF structure, no APP1 prefix)."""
+    return build_exif_block
 
 
 @pytest.fixture
