@@ -1,0 +1,127 @@
+"""A local Lambda Invoke endpoint that dispatches to handlers in this process.
+
+It speaks the part of the Lambda API that boto3's ``invoke`` uses
+(``POST /2015-03-31/functions/<name>/invocations``), including the
+``X-Amz-Function-Error`` header for handler exceptions, so the fan-out code
+runs unchanged against it.  Only for the local stack and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import unquote
+
+Handler = Callable[[dict, object], object]
+# A hook run before each invocation; tests use it to inject faults.
+Hook = Callable[[str, dict], None]
+
+_PATH = "/2015-03-31/functions/"
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 1769
+    invoked_function_arn: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+class InvokeError(Exception):
+    """Raised by a hook to make the endpoint answer with an HTTP error status."""
+
+    def __init__(self, status: int, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.status = status
+        self.code = code
+
+
+class LambdaEndpoint:
+    def __init__(self, handlers: dict[str, Handler], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handlers = handlers
+        self.hook: Hook | None = None
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:
+                endpoint._handle(self)
+
+        self.server = ThreadingHTTPServer((host, port), RequestHandler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "LambdaEndpoint":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length)
+        path = req.path.split("?", 1)[0]
+        if not (path.startswith(_PATH) and path.endswith("/invocations")):
+            return _send(req, 404, {"Type": "User", "message": f"unknown path {path}"}, {})
+        name = unquote(path[len(_PATH) : -len("/invocations")]).split(":")[-1]
+        handler = self.handlers.get(name)
+        if handler is None:
+            return _send(
+                req, 404, {"Type": "User", "message": f"Function not found: {name}"},
+                {"x-amzn-ErrorType": "ResourceNotFoundException"},
+            )
+        with self._lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+        try:
+            event = json.loads(body or b"{}")
+        except ValueError:
+            return _send(req, 400, {"message": "payload is not JSON"}, {"x-amzn-ErrorType": "InvalidRequestContentException"})
+        try:
+            if self.hook is not None:
+                self.hook(name, event)
+        except InvokeError as exc:
+            return _send(req, exc.status, {"message": str(exc)}, {"x-amzn-ErrorType": exc.code})
+        context = LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4()))
+        try:
+            result = handler(event, context)
+        except Exception as exc:  # reported to the caller the way Lambda does
+            err = {
+                "errorType": type(exc).__name__,
+                "errorMessage": str(exc),
+                "stackTrace": traceback.format_tb(exc.__traceback__),
+            }
+            return _send(req, 200, err, {"X-Amz-Function-Error": "Unhandled"})
+        return _send(req, 200, result, {})
+
+
+def _send(req: BaseHTTPRequestHandler, status: int, body: object, headers: dict[str, str]) -> None:
+    data = json.dumps(body).encode()
+    req.send_response(status)
+    req.send_header("Content-Type", "application/json")
+    req.send_header("Content-Length", str(len(data)))
+    req.send_header("X-Amz-Executed-Version", "$LATEST")
+    for k, v in headers.items():
+        req.send_header(k, v)
+    req.end_headers()
+    req.wfile.write(data)
