@@ -268,7 +268,7 @@ async def _follow(url: str, policy: FetchPolicy, session: aiohttp.ClientSession)
         raise FetchError(f"timed out fetching {target}", url=str(target)) from exc
     except aiohttp.ClientError as exc:
         raise FetchError(f"could not fetch {target}: {exc}", url=str(target)) from exc
-    raise FetchError(f"{url} redirected more than {policy.max_redirects} times", url=url)
+    raise FetchError(f"{url} led to more than {policy.max_redirects} redirects", url=url)
 
 
 def _checked(url: str | URL, policy: FetchPolicy) -> URL:

@@ -1,0 +1,568 @@
+"""The guarded fetcher against a real aiohttp server on 127.0.0.1.
+
+Made-up names (``*.example.test``) resolve through a stub that records every
+lookup and fails the test on any name it does not know, so nothing here asks
+real DNS. To reach the loopback server at all, most tests use
+:class:`TrustLoopback`, a policy that allows exactly 127.0.0.1 on top of the
+production rules; ``test_loopback_is_refused_without_the_test_hook`` shows the
+production policy refuses it. An autouse guard records every outgoing
+``connect`` and fails the test if one is not loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import http.server
+import ipaddress
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from urllib.parse import quote
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from pictrace.adapters.fetch import (
+    FetchPolicy,
+    fetch,
+    fetch_many,
+    fetch_sync,
+    harvest_images,
+    open_session,
+    sniff_kind,
+)
+from pictrace.errors import BlockedURL, FetchError, PayloadTooLarge
+
+HOST = "images.example.test"
+IMAGE = cv2.imencode(".png", np.random.default_rng(3).integers(0, 255, (40, 60, 3), dtype=np.uint8))[1].tobytes()
+PAGE = b'<!doctype html><html><head><meta property="og:image" content="/image"></head></html>'
+
+
+class TrustLoopback(FetchPolicy):
+    """Production rules, except that 127.0.0.1 (the test server) is allowed."""
+
+    def check_address(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        if ip != IPv4Address("127.0.0.1"):
+            super().check_address(ip)
+
+
+class UnknownName(AssertionError):
+    """A test tried to resolve a name its stub does not define."""
+
+
+@dataclass
+class StubResolver:
+    """``resolve(host, port)`` from a fixed table; records every call."""
+
+    table: dict[str, list[str]]
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append((host, port))
+        if host not in self.table:
+            raise UnknownName(f"stub resolver has no entry for {host!r}")
+        return self.table[host]
+
+
+@dataclass
+class Connects:
+    """Outgoing connect() calls seen during a test."""
+
+    attempts: list[tuple[str, int]] = field(default_factory=list)
+    forbidden: list[tuple[str, int]] = field(default_factory=list)
+
+
+@pytest.fixture(autouse=True)
+def connects(monkeypatch: pytest.MonkeyPatch) -> Iterator[Connects]:
+    """Let sockets connect only to loopback and forbid real name lookups."""
+    seen = Connects()
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def guarded_connect(sock: socket.socket, address: tuple) -> None:
+        seen.attempts.append(address[:2])
+        if not ipaddress.ip_address(address[0]).is_loopback:
+            seen.forbidden.append(address[:2])
+            raise PermissionError(f"test tried to connect to {address}")
+        return real_connect(sock, address)
+
+    def numeric_getaddrinfo(host: object, *args: object, **kwargs: object) -> list:
+        if host is not None:
+            ipaddress.ip_address(host if isinstance(host, str) else host.decode())
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", numeric_getaddrinfo)
+    yield seen
+    assert seen.forbidden == []
+
+
+@dataclass
+class Origin:
+    """What the test server saw, and an event that lets hanging handlers finish."""
+
+    hits: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int = 0
+
+    def url(self, path: str, host: str = HOST) -> str:
+        return f"http://{host}:{self.port}{path}"
+
+
+def _app(origin: Origin) -> web.Application:
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        origin.hits.append(request.path_qs)
+        origin.hosts.append(request.host)
+        return await handler(request)
+
+    async def hang() -> None:
+        await asyncio.wait_for(origin.release.wait(), 30)
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=IMAGE, content_type="text/html")  # deliberately wrong
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(body=PAGE, content_type="image/jpeg")  # deliberately wrong
+
+    async def redirect(request: web.Request) -> web.Response:
+        left = int(request.match_info["left"])
+        if left == 0:
+            return await image(request)
+        raise web.HTTPFound(f"/redirect/{left - 1}")
+
+    async def to(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["location"])
+
+    async def status(request: web.Request) -> web.Response:
+        return web.Response(status=int(request.match_info["code"]), text="nope")
+
+    async def declared(request: web.Request) -> web.StreamResponse:
+        # Announces a large body, sends a little, then stalls: only a client
+        # that trusts the header up front fails with PayloadTooLarge.
+        response = web.StreamResponse(headers={"Content-Length": request.match_info["size"]})
+        await response.prepare(request)
+        await response.write(b"x" * 1024)
+        await hang()
+        return response
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        # Chunked, no length; with ?hang the body never ends, so only a client
+        # that stops at its cap fails with PayloadTooLarge instead of timing out.
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        remaining = int(request.match_info["size"])
+        while remaining:
+            piece = min(remaining, 8192)
+            await response.write(b"y" * piece)
+            remaining -= piece
+        if "hang" in request.query:
+            await hang()
+        await response.write_eof()
+        return response
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "image/png"})
+        await response.prepare(request)
+        await response.write(IMAGE[:100])
+        await hang()
+        return response
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            while not origin.release.is_set():
+                await response.write(b"z")
+                await asyncio.sleep(0.02)
+        except ConnectionError:
+            pass
+        return response
+
+    async def compressed(request: web.Request) -> web.Response:
+        return web.Response(body=gzip.compress(IMAGE), headers={"Content-Encoding": "gzip"})
+
+    app = web.Application(middlewares=[record])
+    app.add_routes(
+        [
+            web.get("/image", image),
+            web.get("/page", page),
+            web.get("/redirect/{left:\\d+}", redirect),
+            web.get("/to", to),
+            web.get("/status/{code:\\d+}", status),
+            web.get("/declared/{size:\\d+}", declared),
+            web.get("/stream/{size:\\d+}", stream),
+            web.get("/slow", slow),
+            web.get("/drip", drip),
+            web.get("/gzip", compressed),
+            web.get("/secret", image),
+        ]
+    )
+    return app
+
+
+@asynccontextmanager
+async def serve() -> AsyncIterator[Origin]:
+    origin = Origin()
+    server = TestServer(_app(origin), host="127.0.0.1")
+    await server.start_server()
+    origin.port = server.port
+    try:
+        yield origin
+    finally:
+        origin.release.set()
+        await server.close()
+
+
+def stub_for(*names: str, address: str = "127.0.0.1") -> StubResolver:
+    return StubResolver({name: [address] for name in (HOST, *names)})
+
+
+def run(coroutine):  # type: ignore[no-untyped-def]
+    return asyncio.run(coroutine)
+
+
+# --- the allowed path ----------------------------------------------------------
+
+
+def test_fetch_connects_to_the_checked_address_and_keeps_the_host_name(connects: Connects) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            stub = stub_for()
+            fetched = await fetch(origin.url("/image"), TrustLoopback(), resolve=stub)
+            assert fetched.body == IMAGE
+            assert fetched.status == 200
+            assert fetched.url == origin.url("/image")
+            assert stub.calls == [(HOST, origin.port)]
+            assert connects.attempts == [("127.0.0.1", origin.port)]
+            assert origin.hosts == [f"{HOST}:{origin.port}"]
+
+    run(scenario())
+
+
+def test_sniffing_ignores_a_lying_content_type() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy, stub = TrustLoopback(), stub_for()
+            image = await fetch(origin.url("/image"), policy, resolve=stub)
+            page = await fetch(origin.url("/page"), policy, resolve=stub)
+            assert (image.content_type, sniff_kind(image.body)) == ("text/html", "image")
+            assert (page.content_type, sniff_kind(page.body)) == ("image/jpeg", "html")
+            assert harvest_images(page.body, page.url) == [origin.url("/image")]
+
+    run(scenario())
+
+
+def test_only_allowed_addresses_of_a_name_are_connected_to(connects: Connects) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            stub = StubResolver({HOST: ["10.0.0.1", "169.254.169.254", "127.0.0.1"]})
+            fetched = await fetch(origin.url("/image"), TrustLoopback(), resolve=stub)
+            assert fetched.body == IMAGE
+            assert connects.attempts == [("127.0.0.1", origin.port)]
+
+    run(scenario())
+
+
+def test_three_redirects_are_followed() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            fetched = await fetch(origin.url("/redirect/3"), TrustLoopback(), resolve=stub_for())
+            assert fetched.url == origin.url("/redirect/0")
+            assert fetched.body == IMAGE
+            assert origin.hits == ["/redirect/3", "/redirect/2", "/redirect/1", "/redirect/0"]
+
+    run(scenario())
+
+
+def test_a_session_from_open_session_is_reused() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy = TrustLoopback()
+            async with open_session(policy, stub_for()) as session:
+                first = await fetch(origin.url("/image"), policy, session=session)
+                second = await fetch(origin.url("/page"), policy, session=session)
+            assert (first.body, second.body) == (IMAGE, PAGE)
+
+    run(scenario())
+
+
+# --- refusals ------------------------------------------------------------------
+
+
+def test_loopback_is_refused_without_the_test_hook(connects: Connects) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            stub = stub_for()
+            with pytest.raises(BlockedURL, match="loopback"):
+                await fetch(origin.url("/image"), FetchPolicy(), resolve=stub)
+            # The name was looked up once, then refused before any connection.
+            assert stub.calls == [(HOST, origin.port)]
+            assert connects.attempts == []
+            assert origin.hits == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.1", "127.1", "[::ffff:127.0.0.1]", "[::1]",
+     "localhost", "localhost.", "LOCALHOST"],
+)
+def test_loopback_spellings_are_refused_without_lookup_or_connection(host: str, connects: Connects) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            stub = stub_for()
+            with pytest.raises(BlockedURL):
+                await fetch(origin.url("/image", host=host), FetchPolicy(), resolve=stub)
+            assert stub.calls == []
+            assert connects.attempts == []
+            assert origin.hits == []
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "gopher://images.example.test/_x", "ftp://images.example.test/a.png",
+     "data:image/png;base64,iVBORw0KGgo=", "http://user:secret@images.example.test/a.png"],
+)
+def test_other_schemes_and_credentials_are_refused(url: str, connects: Connects) -> None:
+    stub = stub_for()
+    with pytest.raises(BlockedURL):
+        run(fetch(url, TrustLoopback(), resolve=stub))
+    assert stub.calls == [] and connects.attempts == []
+
+
+@pytest.mark.parametrize(
+    "target, stub_address",
+    [
+        ("http://metadata.example.test/latest/meta-data/", "169.254.169.254"),
+        ("http://internal.example.test:{port}/secret", "10.0.0.1"),
+        ("http://internal.example.test:{port}/secret", "100.64.1.1"),
+        ("http://internal.example.test:{port}/secret", "::ffff:10.0.0.1"),
+        ("http://10.0.0.1/secret", None),
+        ("http://169.254.169.254/latest/meta-data/", None),
+        ("http://2852039166/", None),
+        ("http://[::ffff:169.254.169.254]/", None),
+        ("http://[64:ff9b::a00:1]/", None),
+        ("http://[2002:a9fe:a9fe::]/", None),
+        ("file:///etc/passwd", None),
+        ("http://user:pw@images.example.test:{port}/secret", None),
+    ],
+)
+def test_redirect_to_a_refused_target_is_refused_before_connecting(
+    target: str, stub_address: str | None, connects: Connects
+) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            location = target.format(port=origin.port)
+            names = {HOST: ["127.0.0.1"]}
+            if stub_address is not None:
+                names[URL(location).host] = [stub_address]
+            stub = StubResolver(names)
+            start = f"/to?location={quote(location, safe='')}"
+            with pytest.raises(BlockedURL, match="redirect|refused"):
+                await fetch(origin.url(start), TrustLoopback(), resolve=stub)
+            assert len(origin.hits) == 1 and origin.hits[0].startswith("/to?")
+            assert connects.attempts == [("127.0.0.1", origin.port)]
+            expected_lookups = 2 if stub_address is not None else 1
+            assert len(stub.calls) == expected_lookups
+
+    run(scenario())
+
+
+def test_more_than_three_redirects_fail(connects: Connects) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            with pytest.raises(FetchError, match="more than 3 redirects") as raised:
+                await fetch(origin.url("/redirect/4"), TrustLoopback(), resolve=stub_for())
+            assert not isinstance(raised.value, BlockedURL)
+            assert origin.hits == ["/redirect/4", "/redirect/3", "/redirect/2", "/redirect/1"]
+
+    run(scenario())
+
+
+def test_max_redirects_zero_refuses_any_redirect() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            with pytest.raises(FetchError, match="more than 0 redirects"):
+                await fetch(origin.url("/redirect/1"), TrustLoopback(max_redirects=0), resolve=stub_for())
+
+    run(scenario())
+
+
+# --- sizes, timeouts, statuses --------------------------------------------------
+
+
+def test_declared_content_length_over_the_cap_is_refused_up_front() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy = TrustLoopback(max_bytes=64 * 1024, read_timeout=5, total_timeout=10)
+            with pytest.raises(PayloadTooLarge, match=str(10 * 2**20)):
+                await fetch(origin.url(f"/declared/{10 * 2**20}"), policy, resolve=stub_for())
+
+    run(scenario())
+
+
+def test_streamed_body_stops_as_soon_as_it_crosses_the_cap() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy = TrustLoopback(max_bytes=64 * 1024, read_timeout=5, total_timeout=10)
+            with pytest.raises(PayloadTooLarge):
+                await fetch(origin.url(f"/stream/{100 * 1024}?hang"), policy, resolve=stub_for())
+
+    run(scenario())
+
+
+def test_a_body_exactly_at_the_cap_is_accepted() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy = TrustLoopback(max_bytes=64 * 1024)
+            fetched = await fetch(origin.url(f"/stream/{64 * 1024}"), policy, resolve=stub_for())
+            assert fetched.body == b"y" * (64 * 1024)
+            with pytest.raises(PayloadTooLarge):
+                await fetch(origin.url(f"/stream/{64 * 1024 + 1}"), policy, resolve=stub_for())
+
+    run(scenario())
+
+
+def test_a_stalled_server_hits_the_read_timeout() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy = TrustLoopback(read_timeout=0.3, total_timeout=30)
+            with pytest.raises(FetchError, match="timed out") as raised:
+                await fetch(origin.url("/slow"), policy, resolve=stub_for())
+            assert type(raised.value) is FetchError
+
+    run(scenario())
+
+
+def test_a_dripping_server_hits_the_total_timeout() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            policy = TrustLoopback(read_timeout=10, total_timeout=0.5)
+            with pytest.raises(FetchError, match="longer than 0.5s"):
+                await fetch(origin.url("/drip"), policy, resolve=stub_for())
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("code", [404, 410, 500, 503])
+def test_http_errors_carry_their_status(code: int) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            with pytest.raises(FetchError, match=f"HTTP {code}") as raised:
+                await fetch(origin.url(f"/status/{code}"), TrustLoopback(), resolve=stub_for())
+            assert raised.value.details["status"] == code
+            assert raised.value.status == 502
+
+    run(scenario())
+
+
+def test_compressed_responses_are_refused() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            with pytest.raises(FetchError, match="gzip"):
+                await fetch(origin.url("/gzip"), TrustLoopback(), resolve=stub_for())
+
+    run(scenario())
+
+
+def test_connection_refused_is_a_fetch_error() -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with pytest.raises(FetchError, match="could not fetch"):
+        run(fetch(f"http://{HOST}:{port}/x", TrustLoopback(), resolve=stub_for()))
+
+
+def test_a_name_that_does_not_resolve_is_a_fetch_error(connects: Connects) -> None:
+    def nxdomain(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(FetchError, match="could not resolve") as raised:
+        run(fetch("http://nowhere.example.test/x", TrustLoopback(), resolve=nxdomain))
+    assert not isinstance(raised.value, BlockedURL)
+    assert connects.attempts == []
+
+
+def test_foreign_sessions_are_rejected() -> None:
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as plain:
+            with pytest.raises(ValueError, match="open_session"):
+                await fetch(f"http://{HOST}/x", FetchPolicy(), session=plain)
+        async with open_session(FetchPolicy(), stub_for()) as guarded:
+            with pytest.raises(ValueError, match="same policy"):
+                await fetch(f"http://{HOST}/x", TrustLoopback(), session=guarded)
+
+    run(scenario())
+
+
+# --- many and sync ---------------------------------------------------------------
+
+
+def test_fetch_many_returns_results_and_errors_in_order() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            urls = [
+                origin.url("/image"),
+                origin.url("/status/404"),
+                "http://169.254.169.254/latest/meta-data/",
+                origin.url(f"/stream/{200 * 1024}"),
+                origin.url("/page"),
+            ]
+            policy = TrustLoopback(max_bytes=100 * 1024)
+            results = await fetch_many(urls, policy, concurrency=2, resolve=stub_for())
+            assert [type(r).__name__ for r in results] == [
+                "Fetched", "FetchError", "BlockedURL", "PayloadTooLarge", "Fetched"
+            ]
+            assert results[0].body == IMAGE and results[4].body == PAGE
+            assert "404" in results[1].message
+
+    run(scenario())
+
+
+@contextmanager
+def threaded_origin() -> Iterator[int]:
+    """A stdlib HTTP server on 127.0.0.1 in a thread, for code that runs its own loop."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(IMAGE)))
+            self.end_headers()
+            self.wfile.write(IMAGE)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_fetch_sync_runs_its_own_loop() -> None:
+    with threaded_origin() as port:
+        fetched = fetch_sync(f"http://{HOST}:{port}/a.png", TrustLoopback(), resolve=stub_for())
+        assert fetched.body == IMAGE and fetched.content_type is None
+        with pytest.raises(BlockedURL):
+            fetch_sync(f"http://{HOST}:{port}/a.png", resolve=stub_for())
