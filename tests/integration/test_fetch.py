@@ -12,15 +12,18 @@ production policy refuses it. An autouse guard records every outgoing
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
 import http.server
 import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
@@ -510,6 +513,62 @@ def test_foreign_sessions_are_rejected() -> None:
                 await fetch(f"http://{HOST}/x", TrustLoopback(), session=guarded)
 
     run(scenario())
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for HOST that no trust store knows."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_sends_the_host_name_for_sni_and_verifies_the_certificate(
+    tmp_path: Path, connects: Connects
+) -> None:
+    server_names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*_self_signed(tmp_path))
+    context.sni_callback = lambda _socket, name, _context: server_names.append(name)
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(lambda _r, writer: writer.close(), "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises(FetchError, match="(?i)certificate"):
+                await fetch(f"https://{HOST}:{port}/a.png", TrustLoopback(), resolve=stub_for())
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert connects.attempts == [("127.0.0.1", port)]
+
+    run(scenario())
+    assert server_names == [HOST]
 
 
 # --- many and sync ---------------------------------------------------------------
