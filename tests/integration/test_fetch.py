@@ -46,7 +46,9 @@ from pictrace.adapters.fetch import (
 from pictrace.errors import BlockedURL, FetchError, PayloadTooLarge
 
 HOST = "images.example.test"
-IMAGE = cv2.imencode(".png", np.random.default_rng(3).integers(0, 255, (40, 60, 3), dtype=np.uint8))[1].tobytes()
+IMAGE = cv2.imencode(
+    ".png", np.random.default_rng(3).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+)[1].tobytes()
 PAGE = b'<!doctype html><html><head><meta property="og:image" content="/image"></head></html>'
 
 
@@ -324,7 +326,9 @@ def test_loopback_is_refused_without_the_test_hook(connects: Connects) -> None:
     ["127.0.0.1", "2130706433", "0177.0.0.1", "0x7f.1", "127.1", "[::ffff:127.0.0.1]", "[::1]",
      "localhost", "localhost.", "LOCALHOST"],
 )
-def test_loopback_spellings_are_refused_without_lookup_or_connection(host: str, connects: Connects) -> None:
+def test_loopback_spellings_are_refused_without_lookup_or_connection(
+    host: str, connects: Connects
+) -> None:
     async def scenario() -> None:
         async with serve() as origin:
             stub = stub_for()
@@ -402,7 +406,8 @@ def test_max_redirects_zero_refuses_any_redirect() -> None:
     async def scenario() -> None:
         async with serve() as origin:
             with pytest.raises(FetchError, match="more than 0 redirects"):
-                await fetch(origin.url("/redirect/1"), TrustLoopback(max_redirects=0), resolve=stub_for())
+                policy = TrustLoopback(max_redirects=0)
+                await fetch(origin.url("/redirect/1"), policy, resolve=stub_for())
 
     run(scenario())
 
@@ -557,7 +562,9 @@ def test_https_sends_the_host_name_for_sni_and_verifies_the_certificate(
     context.sni_callback = lambda _socket, name, _context: server_names.append(name)
 
     async def scenario() -> None:
-        server = await asyncio.start_server(lambda _r, writer: writer.close(), "127.0.0.1", 0, ssl=context)
+        server = await asyncio.start_server(
+            lambda _reader, writer: writer.close(), "127.0.0.1", 0, ssl=context
+        )
         port = server.sockets[0].getsockname()[1]
         try:
             with pytest.raises(FetchError, match="(?i)certificate"):
@@ -593,6 +600,11 @@ def test_fetch_many_returns_results_and_errors_in_order() -> None:
             assert "404" in results[1].message
 
     run(scenario())
+
+
+def test_fetch_many_needs_positive_concurrency() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        run(fetch_many([f"http://{HOST}/a.png"], TrustLoopback(), concurrency=0, resolve=stub_for()))
 
 
 @contextmanager

@@ -101,7 +101,9 @@ def test_refusal_of_a_wrapped_address_names_the_inner_one() -> None:
         check_address("::ffff:169.254.169.254")
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "10.0.0.1", "192.168.0.5", "fd00::1", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "::1", "10.0.0.1", "192.168.0.5", "fd00::1", "::ffff:127.0.0.1"]
+)
 def test_allow_private_lifts_loopback_and_private(address: str) -> None:
     with pytest.raises(BlockedURL):
         check_address(address)
@@ -224,7 +226,8 @@ def test_check_url_refuses_other_schemes(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["http://user:pass@example.com/", "https://user@example.com/", "http://:secret@example.com/"]
+    "url",
+    ["http://user:pass@example.com/", "https://user@example.com/", "http://:secret@example.com/"],
 )
 def test_check_url_refuses_credentials(url: str) -> None:
     with pytest.raises(BlockedURL, match="credentials"):
@@ -268,7 +271,9 @@ def test_check_url_returns_the_normalised_host(url: str, host: object) -> None:
     assert parsed.scheme in ("http", "https")
 
 
-@pytest.mark.parametrize("url", ["http:///path", "http://xn--zz.example/", "http://ex%20ample.com/"])
+@pytest.mark.parametrize(
+    "url", ["http:///path", "http://xn--zz.example/", "http://ex%20ample.com/"]
+)
 def test_check_url_refuses_unusable_hosts(url: str) -> None:
     with pytest.raises((BlockedURL, BadRequest)):
         check_url(url)

@@ -25,7 +25,10 @@ def test_real_encoded_images_sniff_as_images(extension: str) -> None:
 
 def test_gif_magic_sniffs_as_image() -> None:
     # OpenCV cannot write GIF; a minimal 1x1 GIF89a header and trailer.
-    gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    gif = (
+        b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+        b"!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    )
     assert sniff_kind(gif) == "image"
     assert sniff_kind(b"GIF88a" + gif[6:]) == "other"
 
@@ -109,7 +112,10 @@ def test_srcset_contributes_its_largest_candidate_first() -> None:
 
 
 def test_srcset_urls_may_contain_commas() -> None:
-    html = '<img srcset="https://img.example.test/w_200,h_100/p.jpg 200w, https://img.example.test/w_800,h_400/p.jpg 800w">'
+    html = (
+        '<img srcset="https://img.example.test/w_200,h_100/p.jpg 200w, '
+        'https://img.example.test/w_800,h_400/p.jpg 800w">'
+    )
     assert harvest_images(html, PAGE) == ["https://img.example.test/w_800,h_400/p.jpg"]
 
 
@@ -183,7 +189,10 @@ def test_bytes_are_decoded_by_their_declared_charset() -> None:
 def test_broken_markup_still_yields_complete_tags() -> None:
     # Unclosed elements and a missing ">" do not stop the scan; a tag cut off
     # at the end of the (possibly truncated) page is ignored.
-    html = b"<html><body><div><img src='/one.jpg'<p>unclosed <img src=/two.jpg alt=x><td><img src=/cut.jpg"
+    html = (
+        b"<html><body><div><img src='/one.jpg'<p>unclosed "
+        b"<img src=/two.jpg alt=x><td><img src=/cut.jpg"
+    )
     assert harvest_images(html, PAGE) == [
         "https://www.example.test/one.jpg",
         "https://www.example.test/two.jpg",
@@ -200,7 +209,10 @@ def test_primary_image_prefers_open_graph() -> None:
 
 
 def test_primary_image_falls_back_to_twitter_card() -> None:
-    html = '<img src="/big.jpg" width="2000" height="1000"><meta name="twitter:image" content="/tw.jpg">'
+    html = (
+        '<img src="/big.jpg" width="2000" height="1000">'
+        '<meta name="twitter:image" content="/tw.jpg">'
+    )
     assert primary_image(html, PAGE) == "https://www.example.test/tw.jpg"
 
 
@@ -215,7 +227,10 @@ def test_primary_image_picks_the_largest_declared_img() -> None:
 
 
 def test_primary_image_falls_back_to_the_first_img() -> None:
-    html = '<img src="data:,x"><img src="/first.jpg"><img src="/second.jpg" width="100%" height="50%">'
+    html = (
+        '<img src="data:,x"><img src="/first.jpg">'
+        '<img src="/second.jpg" width="100%" height="50%">'
+    )
     assert primary_image(html, PAGE) == "https://www.example.test/first.jpg"
 
 

@@ -53,7 +53,7 @@ class FetchPolicy:
     """
 
     max_bytes: int = 20 * 2**20
-    connect_timeout: float = 5
+    connect_timeout: float = 5  # also bounds the DNS lookup
     read_timeout: float = 10
     total_timeout: float = 20
     max_redirects: int = 3
@@ -238,6 +238,8 @@ async def fetch_many(
     :class:`BlockedURL`, :class:`PayloadTooLarge` or :class:`BadRequest`) in its
     slot instead of aborting the others. Unexpected exceptions still propagate.
     """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     gate = asyncio.Semaphore(concurrency)
     async with open_session(policy, resolve, limit=concurrency) as session:
 

@@ -134,7 +134,8 @@ class _Element:
 
     @property
     def is_spacer(self) -> bool:
-        return any(side is not None and side < _MIN_PRIMARY_SIDE for side in (self.width, self.height))
+        sides = (self.width, self.height)
+        return any(side is not None and side < _MIN_PRIMARY_SIDE for side in sides)
 
 
 @dataclass
