@@ -36,9 +36,15 @@ class Plan:
 
 def plan(catalog: Catalog) -> Plan:
     store, config = catalog.store, catalog.config
-    pending = list(store.list(layout.PENDING))
+    listed = store.list_etags(layout.PENDING)
     exclude = sorted(catalog.tombstones())
     manifest = Manifest.load(store)
+    # Rows already packed into a listed shard (same ETag) are scored there.
+    pending = [
+        key
+        for key, etag in listed.items()
+        if manifest.packed.get(layout.id_from(key, layout.PENDING), {}).get("etag") != etag
+    ]
     batches: list[dict] = [{"shard": s["key"]} for s in manifest.shards]
     for start in range(0, len(pending), config.pending_batch):
         batches.append({"pending": pending[start : start + config.pending_batch]})

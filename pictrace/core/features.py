@@ -55,6 +55,7 @@ class ImageFeatures:
     hist_value: np.ndarray  # (m,) float32, their L2-normalised values
     side: int = ORB_SIDE  # side of the square the keypoints live in
     # Queries only: ORB of the mirrored image, so mirrored copies still match.
+    mirror_keypoints: np.ndarray | None = None
     mirror_descriptors: np.ndarray | None = None
 
     @property
@@ -84,7 +85,9 @@ class ImageFeatures:
             "height": self.height,
             "side": self.side,
         }
-        extra = {} if self.mirror_descriptors is None else {"mirror_descriptors": self.mirror_descriptors}
+        extra = {}
+        if self.mirror_descriptors is not None and self.mirror_keypoints is not None:
+            extra = {"mirror_descriptors": self.mirror_descriptors, "mirror_keypoints": self.mirror_keypoints}
         np.savez_compressed(
             buf,
             header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
@@ -117,6 +120,7 @@ class ImageFeatures:
                 descriptors=arrays["descriptors"],
                 hist_index=arrays["hist_index"],
                 hist_value=arrays["hist_value"],
+                mirror_keypoints=arrays.get("mirror_keypoints"),
                 mirror_descriptors=arrays.get("mirror_descriptors"),
             )
         except KeyError as exc:
@@ -266,5 +270,7 @@ def _check_features(f: ImageFeatures) -> None:
     m = f.mirror_descriptors
     if m is not None and (m.dtype != np.uint8 or m.ndim != 2 or m.shape[1:] != (32,)):
         raise CorruptShard("features field mirror_descriptors is malformed")
+    if m is not None and (f.mirror_keypoints is None or f.mirror_keypoints.shape != (len(m), 2)):
+        raise CorruptShard("mirrored keypoints and descriptors disagree")
     if f.hist_index.shape != f.hist_value.shape or f.hist_index.dtype != np.uint16:
         raise CorruptShard("histogram arrays are malformed")

@@ -135,8 +135,12 @@ def query_from_image(image: np.ndarray, sha256: str, original_size: tuple[int, i
     """Build a query from a decoded image, including mirrored ORB descriptors."""
     feats = features_from_image(image, sha256, original_size)
     mirrored = cv2.cvtColor(np.fliplr(canonical_square(image)), cv2.COLOR_BGR2GRAY)
-    _, mirror_desc = orb_features(np.ascontiguousarray(mirrored))
-    return Query(features=dataclasses.replace(feats, mirror_descriptors=mirror_desc))
+    mirror_kp, mirror_desc = orb_features(np.ascontiguousarray(mirrored))
+    # Keypoints go back to the query's own coordinates, for drawing matches.
+    mirror_kp[:, 0] = feats.side - 1 - mirror_kp[:, 0]
+    return Query(
+        features=dataclasses.replace(feats, mirror_keypoints=mirror_kp, mirror_descriptors=mirror_desc)
+    )
 
 
 def score_shard(
@@ -262,6 +266,26 @@ def orb_ratio_score(query_desc: np.ndarray, cand_desc: np.ndarray, knn: Callable
         if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
             good += 1
     return good / len(query_desc)
+
+
+def matched_points(query: ImageFeatures, cand: ImageFeatures) -> tuple[list[list[float]], bool]:
+    """Matched keypoint pairs ``[qx, qy, cx, cy]`` as fractions of each image's width and height.
+
+    Uses the query's mirrored keypoints when they explain more matches; the
+    flag says which set was used.
+    """
+    pairs = good_matches(query.descriptors, cand.descriptors)
+    kps, mirrored = query.keypoints, False
+    if query.mirror_descriptors is not None and query.mirror_keypoints is not None:
+        flipped = good_matches(query.mirror_descriptors, cand.descriptors)
+        if len(flipped) > len(pairs):
+            pairs, kps, mirrored = flipped, query.mirror_keypoints, True
+    qs, cs = float(query.side), float(cand.side)
+    out = [
+        [float(kps[qi, 0]) / qs, float(kps[qi, 1]) / qs, float(cand.keypoints[ci, 0]) / cs, float(cand.keypoints[ci, 1]) / cs]
+        for qi, ci in pairs
+    ]
+    return out, mirrored
 
 
 def good_matches(query_desc: np.ndarray, cand_desc: np.ndarray) -> list[tuple[int, int]]:

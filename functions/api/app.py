@@ -1,0 +1,12 @@
+"""API function: every REST route of PicTrace."""
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from pictrace.http.app import app, logger, metrics, tracer
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context) -> dict:
+    return app.resolve(event, context)

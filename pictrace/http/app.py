@@ -1,0 +1,39 @@
+"""The REST API: one Powertools resolver, routers per resource, errors mapped in one place."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+
+from pictrace.errors import PicTraceError
+from pictrace.http import images, search, site
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+app = APIGatewayRestResolver(
+    cors=CORSConfig(allow_origin="*", allow_headers=["Content-Type", "X-Api-Key"], max_age=600),
+    strip_prefixes=None,
+)
+app.include_router(search.router)
+app.include_router(images.router)
+app.include_router(site.router)
+
+
+def json_error(status: int, body: dict) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.exception_handler(PicTraceError)
+def handle_pictrace_error(exc: PicTraceError) -> Response:
+    logger.info("request refused", extra={"status": exc.status, **exc.to_dict()})
+    return json_error(exc.status, exc.to_dict())
+
+
+@app.not_found
+def handle_not_found(exc: Exception) -> Response:
+    event = app.current_event
+    return json_error(
+        404, {"error": "not_found", "message": f"no route for {event.http_method} {event.path}"}
+    )

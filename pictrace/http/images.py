@@ -1,0 +1,110 @@
+"""The catalog resource: /images, /images/{id}, /images/{id}/matches, /uploads."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from pictrace.catalog import layout
+from pictrace.catalog.sources import Failed, Source, all_images, check_urls
+from pictrace.core.features import ImageFeatures
+from pictrace.core.scoring import matched_points
+from pictrace.errors import BadRequest, NotFound, PicTraceError
+from pictrace.http.inputs import body, int_param, single_image
+from pictrace.runtime import services
+
+router = Router()
+
+
+@router.post("/images")
+def add_images() -> Response:
+    s = services()
+    parsed = body(router, s.config)
+    fields = parsed.fields or {}
+    if parsed.image is None and ("url" in fields or "urls" in fields) and "s3_key" not in fields:
+        urls = check_urls(fields["urls"] if "urls" in fields else [fields["url"]], s.config)
+        sources = all_images(urls, s.config)
+    else:
+        one = single_image(parsed, s.catalog, s.config)
+        sources = [Source(one.data, one.image_url, one.page_url)]
+    added, failed = [], []
+    for src in sources:
+        if isinstance(src, Failed):
+            failed.append(src.to_dict())
+            continue
+        try:
+            result = s.catalog.add(
+                src.data, name=parsed.filename or src.name, image_url=src.image_url, page_url=src.page_url
+            )
+        except PicTraceError as exc:
+            if len(sources) == 1:
+                raise  # a single bad image is the request's error
+            failed.append({"url": src.image_url, **exc.to_dict()})
+            continue
+        added.append({**result.record.public(), "created": result.created})
+    if not added:
+        raise BadRequest("no image could be added", failed=failed)
+    status = 201 if any(a["created"] for a in added) else 200
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"ids": [a["id"] for a in added], "images": added, "failed": failed},
+    )
+
+
+@router.get("/images")
+def list_images() -> dict:
+    s = services()
+    limit = int_param(router, "limit", 50, 1, s.config.list_page_max)
+    cursor = router.current_event.get_query_string_value("cursor", None) or None
+    page = s.catalog.page(limit, cursor)
+    return {
+        "images": [r.public() for r in page.records],
+        "count": len(page.records),
+        "total": page.total,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/images/<image_id>")
+def get_image(image_id: str) -> dict:
+    s = services()
+    record = s.catalog.get(image_id)
+    return {**record.public(), "stored_url": s.catalog.image_url(record), "expires_in": s.config.presign_ttl}
+
+
+@router.delete("/images/<image_id>")
+def delete_image(image_id: str) -> dict:
+    record = services().catalog.delete(image_id)
+    return {"deleted": record.id}
+
+
+@router.get("/images/<image_id>/matches")
+def image_matches(image_id: str) -> dict:
+    """Matched ORB keypoints between a past query and a catalog image, for drawing."""
+    s = services()
+    query_id = router.current_event.get_query_string_value("query", "") or ""
+    if not layout.is_image_id(query_id):
+        raise BadRequest("query must be the sha256 of a previous search's query")
+    record = s.catalog.get(image_id)
+    try:
+        query = ImageFeatures.from_bytes(s.store.get(layout.query_features_key(query_id)))
+    except NotFound:
+        raise NotFound(f"no stored query {query_id}") from None
+    pairs, mirrored = matched_points(query, s.catalog.features(image_id))
+    return {
+        "query": {"sha256": query_id, "stored_url": s.store.presign_get(layout.query_key(query_id), s.config.presign_ttl)},
+        "image": {"id": record.id, "stored_url": s.catalog.image_url(record)},
+        "mirrored": mirrored,
+        "pairs": pairs,
+    }
+
+
+@router.post("/uploads")
+def create_upload() -> Response:
+    s = services()
+    fields = body(router, s.config).fields or {}
+    ctype = fields.get("content_type", "image/jpeg")
+    if not isinstance(ctype, str):
+        raise BadRequest("content_type must be a string")
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=s.catalog.create_upload(ctype))
