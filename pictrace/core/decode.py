@@ -89,10 +89,12 @@ def check_pixel_cap(info: ImageInfo, max_pixels: int) -> None:
 
 def reduction_factor(info: ImageInfo, max_side: int | None) -> int:
     """Scale divisor (1, 2, 4 or 8) to decode ``info`` at, given ``max_side``."""
-    if max_side is None or info.format != "jpeg":
+    if max_side is None:
         return 1
     if max_side < 1:
         raise ValueError(f"max_side must be positive, got {max_side}")
+    if info.format != "jpeg":
+        return 1
     longest = max(info.width, info.height)
     for factor in (8, 4, 2):
         if longest >= factor * max_side:

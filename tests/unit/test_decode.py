@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import pictrace.core.decode as decode_module
-from pictrace.core.decode import decode
+from pictrace.core.decode import decode, to_bgr8
 from pictrace.core.probe import ImageInfo
 from pictrace.errors import CorruptImage, ImageTooLarge, InvalidImage, UnsupportedFormat
 
@@ -224,6 +224,24 @@ def test_grey_becomes_three_equal_channels(photo_bgr, encode, ext):
     assert mean_abs_diff(img[..., 0], grey) < 1.5
 
 
+def test_grey_with_alpha_is_flattened_then_spread():
+    grey = np.array([[0, 100, 200, 255]], np.uint8)
+    alpha = np.array([[255, 0, 128, 255]], np.uint8)
+    img = to_bgr8(np.dstack([grey, alpha]))
+    expected = np.round(grey * (alpha / 255) + 255 * (1 - alpha / 255)).astype(np.uint8)
+    assert np.array_equal(img, np.dstack([expected] * 3))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((2, 2, 5), np.uint8), np.zeros((2, 2, 3), np.int16), np.zeros((2, 2), np.int32)],
+    ids=["five-channels", "int16", "int32"],
+)
+def test_unusual_sample_layouts_are_unsupported(array):
+    with pytest.raises(UnsupportedFormat):
+        to_bgr8(array)
+
+
 def test_grey_16_bit_tiff(photo_bgr, make_tiff):
     grey = cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY)
     img = decode(make_tiff(grey.astype(np.uint16) * 257))
@@ -329,9 +347,10 @@ def test_max_side_does_not_shrink_other_formats(photo_bgr, encode):
 
 
 @pytest.mark.parametrize("max_side", [0, -5])
-def test_max_side_must_be_positive(photo_bgr, encode, max_side):
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_max_side_must_be_positive(photo_bgr, encode, max_side, ext):
     with pytest.raises(ValueError, match="max_side"):
-        decode(encode(photo_bgr, ".jpg"), max_side=max_side)
+        decode(encode(photo_bgr, ext), max_side=max_side)
 
 
 # --- the pixel cap -------------------------------------------------------------------
@@ -357,7 +376,12 @@ def test_huge_header_is_refused_before_any_decoding(monkeypatch):
     assert peak < 1_000_000  # a decoded 50000x50000 BGR image would be 7.5 GB
     assert "50000x50000" in err.value.message
     assert "2,500,000,000" in err.value.message and "50,000,000" in err.value.message
-    assert err.value.details == {"width": 50_000, "height": 50_000, "pixels": 2_500_000_000, "max_pixels": 50_000_000}
+    assert err.value.details == {
+        "width": 50_000,
+        "height": 50_000,
+        "pixels": 2_500_000_000,
+        "max_pixels": 50_000_000,
+    }
 
 
 def test_pixel_cap_boundary(photo_bgr, encode):
@@ -429,7 +453,10 @@ def test_opencv_exceptions_become_corrupt_image(photo_bgr, encode, monkeypatch):
         decode(encode(photo_bgr, ".jpg"))
 
 
-@pytest.mark.parametrize("data", [b"", np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes()])
+RANDOM_BYTES = np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+
+
+@pytest.mark.parametrize("data", [b"", RANDOM_BYTES], ids=["empty", "random"])
 def test_empty_and_random_bytes_are_not_images(data):
     with pytest.raises(InvalidImage, match="not an image") as err:
         decode(data)
