@@ -10,9 +10,10 @@ depend on which formats a given OpenCV build reads EXIF from, and so the
 decoded size can be checked against the header. The exception is TIFF, whose
 decoder (libtiff) always applies its own Orientation tag, whatever the flags.
 
-OpenCV also has its own pixel limit (``CV_IO_MAX_IMAGE_PIXELS``, 2**30 by
-default); a ``max_pixels`` above it makes large images fail as corrupt
-instead of too large.
+OpenCV also has its own pixel limit (environment variable
+``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 by default). It is not relied on, but a
+``max_pixels`` above it makes images between the two fail as
+:class:`CorruptImage` (OpenCV raises) rather than :class:`ImageTooLarge`.
 """
 
 from __future__ import annotations
