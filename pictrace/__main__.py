@@ -1,0 +1,3 @@
+from pictrace.cli import main
+
+raise SystemExit(main())
