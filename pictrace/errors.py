@@ -20,6 +20,10 @@ class PicTraceError(Exception):
         self.message = message
         self.details = details
 
+    def log_fields(self) -> dict[str, object]:
+        """Fields for a structured log line ("message" is reserved by logging)."""
+        return {"error": self.code, "reason": self.message}
+
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"error": self.code, "message": self.message}
         body.update(self.details)

@@ -30,7 +30,7 @@ def lambda_handler(event: dict, context) -> dict:
             added = catalog.index_object(key)
         except PicTraceError as exc:
             # Nobody waits on this call, so the reason goes to the log and the result.
-            logger.error("catalog object rejected", extra={"key": key, **exc.to_dict()})
+            logger.error("catalog object rejected", extra={"key": key, **exc.log_fields()})
             outcome["rejected"].append({"key": key, **exc.to_dict()})
             continue
         bucket = "indexed" if added.created else "duplicates"

@@ -18,5 +18,5 @@ def lambda_handler(event: dict, context) -> dict:
         return score_batch(s.store, event, s.cache, s.config.shortlist)
     except PicTraceError as exc:
         # A deliberate error is answered, not raised: retrying it cannot help.
-        logger.warning("batch refused", extra=exc.to_dict())
+        logger.warning("batch refused", extra=exc.log_fields())
         return exc.to_dict()

@@ -27,7 +27,7 @@ def lambda_handler(event: dict, context) -> dict:
             data = s.store.get(key, max_bytes=s.config.max_image_bytes)
             body = search(s.catalog, s.invoker, data, k=s.config.default_k)
         except PicTraceError as exc:
-            logger.warning("search from S3 failed", extra={"key": key, **exc.to_dict()})
+            logger.warning("search from S3 failed", extra={"key": key, **exc.log_fields()})
             body = exc.to_dict()
         body["source_key"] = key
         out = layout.result_key(key)

@@ -27,7 +27,7 @@ def json_error(status: int, body: dict) -> Response:
 
 @app.exception_handler(PicTraceError)
 def handle_pictrace_error(exc: PicTraceError) -> Response:
-    logger.info("request refused", extra={"status": exc.status, **exc.to_dict()})
+    logger.info("request refused", extra={"status": exc.status, **exc.log_fields()})
     return json_error(exc.status, exc.to_dict())
 
 

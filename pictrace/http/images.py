@@ -43,6 +43,8 @@ def add_images() -> Response:
             continue
         added.append({**result.record.public(), "created": result.created})
     if not added:
+        if len(sources) == 1 and isinstance(sources[0], Failed):
+            raise sources[0].error  # one URL, one reason: answer with it directly
         raise BadRequest("no image could be added", failed=failed)
     status = 201 if any(a["created"] for a in added) else 200
     return Response(

@@ -1,0 +1,168 @@
+"""Scoring: the seed's three signals on stored features, and the fast default ranking."""
+
+
+import cv2
+import numpy as np
+import pytest
+
+from pictrace.core import transforms
+from pictrace.core.features import dense_histogram, canonical_square, extract_features
+from pictrace.core.merge import merge_topk
+from pictrace.core.scoring import (
+    Match,
+    _flann_knn,
+    hist_correlation,
+    hist_correlation_dense,
+    orb_ratio_score,
+    query_from_bytes,
+    score_shard,
+)
+from pictrace.core.shard import Shard
+from pictrace.errors import BadRequest
+from tests.conftest import jpeg, sample_bgr
+
+NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "page", "horse")
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    feats = {n: extract_features(jpeg(sample_bgr(n))) for n in NAMES}
+    shard = Shard.build((f, {"name": n}) for n, f in feats.items())
+    by_id = {f.sha256: f for f in feats.values()}
+    return feats, shard, lambda ids: {i: by_id[i] for i in ids}
+
+
+def _search(catalog, img, **kw):
+    _, shard, load = catalog
+    return score_shard(query_from_bytes(jpeg(img)), shard, load, **kw)
+
+
+EDITS = {
+    "rot90": lambda im: np.rot90(im),
+    "rot270": lambda im: np.rot90(im, 3),
+    "mirror": lambda im: im[:, ::-1],
+    "crop": lambda im: im[im.shape[0] // 6 : -im.shape[0] // 6, im.shape[1] // 6 : -im.shape[1] // 6],
+    "gray": lambda im: cv2.cvtColor(cv2.cvtColor(im, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR),
+    "darker": lambda im: cv2.convertScaleAbs(im, alpha=0.7, beta=-10),
+    "blur": lambda im: cv2.GaussianBlur(im, (9, 9), 3),
+    "half": lambda im: cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket"])
+def test_default_ranking_finds_the_original(catalog, name, edit):
+    hits = _search(catalog, np.ascontiguousarray(EDITS[edit](sample_bgr(name))), k=3)
+    assert hits[0].meta["name"] == name
+    assert hits[0].score > hits[1].score
+
+
+@pytest.mark.parametrize("edit,expected", [("rot90", "rot90"), ("rot270", "rot270"), ("mirror", "mirror"), ("half", "identity")])
+def test_transform_names_the_edit(catalog, edit, expected):
+    hits = _search(catalog, np.ascontiguousarray(EDITS[edit](sample_bgr("astronaut"))), k=1)
+    assert hits[0].transform == expected
+
+
+def test_rotated_copy_scores_like_the_original_by_default_but_not_in_seed(catalog):
+    img = np.ascontiguousarray(np.rot90(sample_bgr("coffee")))
+    default = _search(catalog, img, k=1)[0]
+    seed = _search(catalog, img, k=1, ranking="seed")
+    assert default.ssim > 0.9
+    assert seed[0].ssim < 0.6 or seed[0].meta["name"] != "coffee"
+
+
+def test_seed_signals_match_the_original_definitions(catalog):
+    feats, shard, load = catalog
+    q = query_from_bytes(jpeg(sample_bgr("chelsea"), quality=40))
+    hit = next(m for m in score_shard(q, shard, load, k=len(NAMES), ranking="seed") if m.meta["name"] == "chelsea")
+    cand = feats["chelsea"]
+    # histogram: OpenCV's correlation on the dense histograms
+    qd = np.zeros(32**3, np.float32)
+    qd[q.features.hist_index] = q.features.hist_value
+    cd = np.zeros(32**3, np.float32)
+    cd[cand.hist_index] = cand.hist_value
+    assert hit.hist == pytest.approx(hist_correlation_dense(qd, cd), abs=1e-5)
+    # ORB: FLANN LSH + ratio test, good / query keypoints
+    assert 0 < hit.orb <= 1
+    assert hit.score == pytest.approx((hit.ssim + hit.orb + hit.hist) / 3)
+
+
+def test_sparse_histogram_correlation_equals_opencv():
+    a = canonical_square(sample_bgr("astronaut"))
+    b = canonical_square(sample_bgr("coffee"))
+    qa = query_from_bytes(jpeg(sample_bgr("astronaut")))
+    fb = extract_features(jpeg(sample_bgr("coffee")))
+    dense_q = np.zeros(32**3, np.float32)
+    dense_q[qa.features.hist_index] = qa.features.hist_value
+    dense_b = np.zeros(32**3, np.float32)
+    dense_b[fb.hist_index] = fb.hist_value
+    assert hist_correlation(qa, fb) == pytest.approx(hist_correlation_dense(dense_q, dense_b), abs=1e-5)
+    assert hist_correlation_dense(dense_histogram(a), dense_histogram(b)) < 0.9
+
+
+def test_orb_score_bounds():
+    f = extract_features(jpeg(sample_bgr("astronaut")))
+    assert orb_ratio_score(f.descriptors, f.descriptors[:1], _flann_knn) == 0.0  # fewer than 2 candidates
+    assert orb_ratio_score(f.descriptors[:0], f.descriptors, _flann_knn) == 0.0  # no query keypoints
+    assert 0.9 < orb_ratio_score(f.descriptors, f.descriptors, _flann_knn) <= 1.0
+
+
+def test_excluded_ids_never_come_back(catalog):
+    feats, shard, load = catalog
+    q = query_from_bytes(jpeg(sample_bgr("coffee")))
+    hits = score_shard(q, shard, load, k=8, exclude=[feats["coffee"].sha256])
+    assert "coffee" not in {h.meta["name"] for h in hits}
+    assert len(hits) == len(NAMES) - 1
+
+
+def test_ids_the_loader_no_longer_has_are_skipped(catalog):
+    feats, shard, load = catalog
+    gone = feats["rocket"].sha256
+    partial = lambda ids: {i: f for i, f in load(ids).items() if i != gone}
+    hits = score_shard(query_from_bytes(jpeg(sample_bgr("rocket"))), shard, partial, k=8)
+    assert gone not in {h.id for h in hits}
+
+
+def test_unknown_ranking_is_a_bad_request(catalog):
+    with pytest.raises(BadRequest):
+        _search(catalog, sample_bgr("coins"), ranking="fastest")
+
+
+def test_shortlist_bounds_the_work(catalog):
+    feats, shard, load = catalog
+    asked = []
+
+    def counting(ids):
+        asked.extend(ids)
+        return load(ids)
+
+    score_shard(query_from_bytes(jpeg(sample_bgr("coins"))), shard, counting, k=2, shortlist=2)
+    assert 2 <= len(asked) <= 6  # top 2 of each of three coarse signals, overlapping
+
+
+def test_dihedral_transforms_are_a_group():
+    grid = np.arange(16).reshape(4, 4)
+    for i in range(8):
+        assert np.array_equal(transforms.apply(transforms.apply(grid, i), transforms.inverse(i)), grid)
+    assert len({transforms.apply(grid, i).tobytes() for i in range(8)}) == 8
+
+
+def _m(i, score, url=""):
+    return Match(id=i, score=score, ssim=score, orb=score, hist=score, meta={"image_url": url} if url else {})
+
+
+def test_merge_keeps_best_per_id_and_breaks_ties_by_id():
+    merged = merge_topk([[_m("b", 0.5), _m("a", 0.9)], [_m("a", 0.7), _m("c", 0.5)]], k=3)
+    assert [(m.id, m.score) for m in merged] == [("a", 0.9), ("b", 0.5), ("c", 0.5)]
+
+
+def test_merge_removes_duplicate_urls_and_respects_k():
+    merged = merge_topk([[_m("a", 0.9, "http://x/1.jpg"), _m("b", 0.8, "http://x/1.jpg"), _m("c", 0.1)]], k=5)
+    assert [m.id for m in merged] == ["a", "c"]
+    assert len(merge_topk([[_m(str(i), i / 10) for i in range(10)]], k=4)) == 4
+
+
+def test_match_json_round_trip():
+    m = Match(id="x", score=0.5, ssim=0.1, orb=0.2, hist=0.3, transform="rot90", meta={"name": "n"})
+    back = Match.from_dict(m.to_dict())
+    assert back.scores == m.scores and back.transform == "rot90" and back.meta == {"name": "n"}
