@@ -56,9 +56,9 @@ class Client:
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=120) as resp:
-                raw, status, rh = resp.read(), resp.status, dict(resp.headers)
+                raw, status, rh = resp.read(), resp.status, {k.lower(): v for k, v in resp.headers.items()}
         except urllib.error.HTTPError as err:
-            raw, status, rh = err.read(), err.code, dict(err.headers)
+            raw, status, rh = err.read(), err.code, {k.lower(): v for k, v in err.headers.items()}
         try:
             parsed = json.loads(raw) if raw else {}
         except ValueError:

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from pictrace.local.lambda_endpoint import LambdaContext
 
 MAX_PAYLOAD = 10 * 1024 * 1024
+DRAIN_LIMIT = 64 * 1024 * 1024
 BINARY_TYPES = ("image/", "multipart/form-data")
 
 Handler = Callable[[dict, object], dict]
@@ -98,6 +99,8 @@ class ApiGateway:
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
         if length > MAX_PAYLOAD:
+            # Read what was sent (bounded) so the client sees the 413, not a reset.
+            _drain(req.rfile, min(length, DRAIN_LIMIT))
             req.close_connection = True
             return _reply(req, 413, {"content-type": ["application/json"]}, b'{"message":"Request Too Long"}')
         body = req.rfile.read(length) if length else b""
@@ -132,3 +135,11 @@ def _reply(req: BaseHTTPRequestHandler, status: int, headers: dict[str, list[str
     req.send_header("Content-Length", str(len(data)))
     req.end_headers()
     req.wfile.write(data)
+
+
+def _drain(stream, length: int) -> None:
+    while length > 0:
+        chunk = stream.read(min(length, 1 << 20))
+        if not chunk:
+            return
+        length -= len(chunk)
