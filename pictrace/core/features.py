@@ -179,6 +179,10 @@ def canonical_square(image: np.ndarray) -> np.ndarray:
 def orb_features(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoint positions (n, 2) float32 and descriptors (n, 32) uint8."""
     orb = cv2.ORB_create(nfeatures=ORB_FEATURES)
+    # Keypoints keep edgeThreshold pixels from every border, so a smaller
+    # image has none; ORB's own pyramid even fails outright on a 1x1 image.
+    if min(gray.shape[:2]) <= 2 * orb.getEdgeThreshold():
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     kps, desc = orb.detectAndCompute(gray, None)
     if desc is None or not kps:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
