@@ -7,12 +7,19 @@ bytes, time and redirects); what the body *is* is decided by its magic bytes.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pictrace.adapters.fetch import FetchPolicy, fetch, fetch_many, harvest_images, primary_image, sniff_kind
 from pictrace.adapters.fetch.client import Resolve
 from pictrace.config import Config
 from pictrace.errors import BadRequest, FetchError, PicTraceError, UnsupportedFormat
+
+# Test seams, never changed in production: the resolver used when a caller
+# passes none (None: the operating system's), and the policy class whose
+# ``check_address`` vets every address.  Tests of address filtering swap in
+# a stub resolver and a policy that trusts exactly one loopback test server.
+RESOLVE: Resolve | None = None
+POLICY: type[FetchPolicy] = FetchPolicy
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Failed:
 
 
 def image_policy(config: Config) -> FetchPolicy:
-    return FetchPolicy(
+    return POLICY(
         max_bytes=config.max_fetch_bytes,
         connect_timeout=config.fetch_connect_timeout,
         read_timeout=config.fetch_read_timeout,
@@ -46,14 +53,7 @@ def image_policy(config: Config) -> FetchPolicy:
 
 
 def page_policy(config: Config) -> FetchPolicy:
-    policy = image_policy(config)
-    return FetchPolicy(
-        max_bytes=config.max_page_bytes,
-        connect_timeout=policy.connect_timeout,
-        read_timeout=policy.read_timeout,
-        total_timeout=policy.total_timeout,
-        allow_private=policy.allow_private,
-    )
+    return replace(image_policy(config), max_bytes=config.max_page_bytes)
 
 
 def check_urls(urls: object, config: Config) -> list[str]:
@@ -66,7 +66,7 @@ def check_urls(urls: object, config: Config) -> list[str]:
 
 def one_image(url: str, config: Config, resolve: Resolve | None = None) -> Source:
     """The image a URL stands for: the image itself, or a page's main image (og:image, else the largest)."""
-    return asyncio.run(_one_image(url, config, resolve))
+    return asyncio.run(_one_image(url, config, resolve or RESOLVE))
 
 
 async def _one_image(url: str, config: Config, resolve: Resolve | None) -> Source:
@@ -89,7 +89,7 @@ async def _one_image(url: str, config: Config, resolve: Resolve | None) -> Sourc
 
 def all_images(urls: list[str], config: Config, resolve: Resolve | None = None) -> list[Source | Failed]:
     """Every image the URLs stand for: an image URL gives itself, a page gives all its images."""
-    return asyncio.run(_all_images(urls, config, resolve))
+    return asyncio.run(_all_images(urls, config, resolve or RESOLVE))
 
 
 async def _all_images(urls: list[str], config: Config, resolve: Resolve | None) -> list[Source | Failed]:
