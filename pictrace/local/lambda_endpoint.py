@@ -18,7 +18,9 @@ from typing import Callable
 from urllib.parse import unquote
 
 Handler = Callable[[dict, object], object]
-# A hook run before each invocation; tests use it to inject faults.
+# A hook run before each invocation; tests use it to inject faults.  It may
+# raise InvokeError (an HTTP error from the service, e.g. a throttle) or any
+# other exception (an "Unhandled" function error), or sleep (a timeout).
 Hook = Callable[[str, dict], None]
 
 _PATH = "/2015-03-31/functions/"
@@ -97,14 +99,15 @@ class LambdaEndpoint:
             event = json.loads(body or b"{}")
         except ValueError:
             return _send(req, 400, {"message": "payload is not JSON"}, {"x-amzn-ErrorType": "InvalidRequestContentException"})
-        try:
-            if self.hook is not None:
-                self.hook(name, event)
-        except InvokeError as exc:
-            return _send(req, exc.status, {"message": str(exc)}, {"x-amzn-ErrorType": exc.code})
         context = LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4()))
         try:
+            # The hook stands for the function's runtime: an InvokeError is a
+            # refusal by the Lambda service, anything else a function error.
+            if self.hook is not None:
+                self.hook(name, event)
             result = handler(event, context)
+        except InvokeError as exc:
+            return _send(req, exc.status, {"message": str(exc)}, {"x-amzn-ErrorType": exc.code})
         except Exception as exc:  # reported to the caller the way Lambda does
             err = {
                 "errorType": type(exc).__name__,
