@@ -1,0 +1,346 @@
+"""The ``pictrace`` command line: a thin layer over :mod:`pictrace.client`.
+
+Commands: ``serve`` (the local stack, with a demo catalog), ``add``,
+``search``, ``list``, ``get`` and ``delete``.  They talk to the API at
+``--api`` (else ``PICTRACE_API_URL``, else http://127.0.0.1:8080), sending
+``PICTRACE_API_KEY`` as ``X-Api-Key`` when it is set.
+
+Every failure is one line on stderr, ``pictrace: error: <message>``, and an
+exit code:
+
+    0  success
+    1  some items failed, or the API answered with an error
+    2  usage error (bad option, missing file)
+    3  the API cannot be reached
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+import time
+from typing import Callable, Sequence, TextIO
+
+from pictrace import __version__
+from pictrace.client import DEFAULT_URL, ApiError, Client, Outcome, Unreachable, add_all, expand, source
+
+OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
+EXIT_CODES = f"""exit codes:
+  {OK}  success
+  {FAILED}  some items failed, or the API answered with an error
+  {USAGE}  usage error (bad option, missing file)
+  {UNREACHABLE}  the API cannot be reached"""
+
+
+class CliError(Exception):
+    """A failure to report as one line, with the exit code it deserves."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error(message: str) -> None:
+    print(f"pictrace: error: {message}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+# --- output ----------------------------------------------------------------------
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: frozenset[int] = frozenset()) -> str:
+    """Rows as aligned columns; columns whose index is in ``right`` are right-aligned."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def results_table(answer: dict) -> str:
+    """The ``results`` of a ``POST /search`` answer as a table, best first."""
+    rows = [
+        [
+            r["rank"],
+            f"{r['score']:.3f}",
+            *(f"{r['scores'].get(s, 0.0):.3f}" for s in ("ssim", "orb", "hist")),
+            r.get("transform", ""),
+            r.get("name") or r["id"][:12],
+            r.get("image_url", ""),
+        ]
+        for r in answer.get("results", [])
+    ]
+    headers = ("rank", "score", "ssim", "orb", "hist", "transform", "name/id", "url")
+    return table(headers, rows, right=frozenset(range(5)))
+
+
+def records_table(records: Sequence[dict]) -> str:
+    rows = [
+        [r["id"], r["format"], f"{r['width']}x{r['height']}", r["bytes"], _when(r.get("added_at")), r.get("name", "")]
+        for r in records
+    ]
+    return table(("id", "format", "size", "bytes", "added", "name"), rows, right=frozenset({3}))
+
+
+def _when(epoch: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else ""
+
+
+def dump(answer: object) -> None:
+    print(json.dumps(answer, indent=2))
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when ``stream`` is not one."""
+
+    def __init__(self, total: int, stream: TextIO, width: int = 30) -> None:
+        self.total, self.stream, self.width, self.done = total, stream, width, 0
+        self.enabled = total > 1 and stream.isatty()
+
+    def step(self, label: str = "") -> None:
+        self.done += 1
+        if self.enabled:
+            filled = self.width * self.done // self.total
+            bar = "#" * filled + "-" * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {self.done}/{self.total} {label[-40:]}\x1b[K")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def add_summary(outcomes: Sequence[Outcome]) -> tuple[str, int]:
+    """The summary ``add`` prints (counts, then one line per failure) and how many failed."""
+    added = sum(len(o.added) for o in outcomes)
+    duplicates = sum(len(o.duplicates) for o in outcomes)
+    failures = [(what or o.source.label, why) for o in outcomes for what, why in o.failed]
+    lines = [f"added {added}, duplicates {duplicates}, failed {len(failures)}"]
+    lines += [f"  failed {what}: {why}" for what, why in failures]
+    return "\n".join(lines), len(failures)
+
+
+# --- commands ------------------------------------------------------------------
+
+
+def client(args: argparse.Namespace) -> Client:
+    return Client.from_env(args.api)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from pictrace.local import demo, serve
+    except ImportError as exc:
+        raise CliError(f"`pictrace serve` needs the local extras ({exc.name} is missing): pip install 'pictrace[local]'")
+    try:
+        with serve.running(args.host, args.port, api_key=args.api_key, allow_private_urls=args.allow_private_urls) as stack:
+            if args.demo:
+                answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note)
+                print(results_table(answer), flush=True)
+            print(f"web page: {stack.api_url}/", flush=True)
+            if not args.once:
+                note("serving; press Ctrl-C to stop")
+                serve.wait()
+                note("stopped")
+    except serve.CannotServe as exc:
+        raise CliError(str(exc)) from None
+    return OK
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    sources = _sources(expand, args.items)
+    progress = Progress(len(sources), sys.stderr)
+    outcomes = add_all(client(args), sources, jobs=args.jobs, on_done=lambda o: progress.step(o.source.label))
+    progress.close()
+    summary, failed = add_summary(outcomes)
+    print(summary)
+    return FAILED if failed else OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    query = _sources(lambda items: [source(i) for i in items], [args.image])[0]
+    answer = client(args).search(query, k=args.k, ranking=args.ranking)
+    if args.json:
+        dump(answer)
+        return OK
+    print(results_table(answer) if answer["results"] else "no matches (is the catalog empty?)")
+    counts = answer["counts"]
+    batches = counts["batches"]
+    note(
+        f"{counts['scored_candidates']} of {counts['candidates']} images scored in {batches} "
+        f"batch{'' if batches == 1 else 'es'}, {answer['elapsed_ms']:.0f} ms"
+    )
+    if answer.get("partial"):
+        note(f"pictrace: warning: {counts['failed_batches']} scoring batches failed; the results are partial")
+    return OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    api = client(args)
+    if args.all:
+        records = list(api.all_images())
+        answer = {"images": records, "count": len(records), "total": len(records), "next_cursor": None}
+    else:
+        answer = api.images(args.limit)
+    if args.json:
+        dump(answer)
+        return OK
+    print(records_table(answer["images"]))
+    if answer.get("next_cursor"):
+        note(f"{answer['count']} of {answer['total']} images; --all lists every one")
+    return OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    record = client(args).get(args.id)
+    if args.json:
+        dump(record)
+        return OK
+    width = max(map(len, record))
+    for key, value in record.items():
+        print(f"{key.ljust(width)}  {_when(value) if key == 'added_at' else value}")
+    return OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    api, failed = client(args), 0
+    for image_id in args.ids:
+        try:
+            print(f"deleted {api.delete(image_id)['deleted']}")
+        except ApiError as exc:
+            error(f"{image_id}: {exc}")
+            failed += 1
+    return FAILED if failed else OK
+
+
+def _sources(make: Callable, items: list[str]) -> list:
+    try:
+        return make(items)
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        raise CliError(str(exc), USAGE) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename or ''}: {exc.strerror or exc}", USAGE) from None
+
+
+# --- the parser ------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line that points at the help."""
+
+    def error(self, message: str):  # type: ignore[override]
+        error(f"{message} (see `{self.prog} --help`)")
+        raise SystemExit(USAGE)
+
+
+def _command(subs, name: str, run: Callable, summary: str, example: str) -> argparse.ArgumentParser:
+    sub = subs.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog="example:\n" + textwrap.indent(example.strip(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub.set_defaults(run=run)
+    return sub
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="pictrace",
+        description="Similar-image search: run the local stack, fill the catalog, search it.",
+        epilog=EXIT_CODES + "\n\nexample:\n  pictrace serve            # then, in another terminal:\n  pictrace search photo.jpg",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pictrace {__version__}")
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        help=f"the API's base URL (default: $PICTRACE_API_URL or {DEFAULT_URL}); "
+        "$PICTRACE_API_KEY is sent as X-Api-Key",
+    )
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
+
+    serve = _command(
+        subs, "serve", cmd_serve,
+        "Run the local stack (S3, Lambda, API Gateway) in the foreground, with a demo catalog.",
+        "pictrace serve --port 8080\npictrace serve --once        # seed, show the demo search, exit",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="API port (default: %(default)s)")
+    serve.add_argument(
+        "--demo", action=argparse.BooleanOptionalAction, default=True,
+        help="seed sample photos into an empty catalog and run a demo search (default: on)",
+    )
+    serve.add_argument("--allow-private-urls", action="store_true", help="let URL adds and searches fetch private and loopback addresses")
+    serve.add_argument("--api-key", metavar="KEY", help="require this X-Api-Key on every request")
+    serve.add_argument("--once", action="store_true", help="start, seed, run the demo search, print it and exit")
+
+    add = _command(
+        subs, "add", cmd_add,
+        "Add images to the catalog: files, directories (recursively) and URLs of images or web pages.",
+        "pictrace add photos/ extra.png https://example.com/gallery.html",
+    )
+    add.add_argument("items", nargs="+", metavar="PATH|DIR|URL")
+    add.add_argument("-j", "--jobs", type=positive, default=4, help="concurrent uploads (default: %(default)s)")
+
+    search = _command(
+        subs, "search", cmd_search,
+        "Find the catalog images most similar to an image file, '-' (stdin) or a URL.",
+        "pictrace search photo.jpg -k 10\npictrace search https://example.com/photo.jpg --json",
+    )
+    search.add_argument("image", metavar="PATH|URL")
+    search.add_argument("-k", type=int, help="how many results (the API's default is 5)")
+    search.add_argument("--ranking", choices=("default", "seed"), help="ranking to use (default: default)")
+    search.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    lister = _command(subs, "list", cmd_list, "List catalog images, in id order.", "pictrace list --limit 20\npictrace list --all --json")
+    lister.add_argument("--limit", type=positive, default=50, help="how many (default: %(default)s)")
+    lister.add_argument("--all", action="store_true", help="every image, page after page")
+    lister.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    get = _command(subs, "get", cmd_get, "Show one catalog image's record and a link to it.", "pictrace get 3f5a...e9 --json")
+    get.add_argument("id")
+    get.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    delete = _command(subs, "delete", cmd_delete, "Delete catalog images by id.", "pictrace delete 3f5a...e9 77b0...1c")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (never raises for expected failures)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else (OK if exc.code is None else USAGE)
+    except CliError as exc:
+        error(str(exc))
+        return exc.code
+    except Unreachable as exc:
+        error(f"cannot reach the PicTrace API at {exc.url} (is `pictrace serve` running?)")
+        return UNREACHABLE
+    except ApiError as exc:
+        hint = " (set PICTRACE_API_KEY)" if exc.status == 403 else ""
+        error(f"{exc}{hint}")
+        return FAILED
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
