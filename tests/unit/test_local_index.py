@@ -1,0 +1,57 @@
+"""The Python API: a catalog in memory, no AWS."""
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pictrace.api import LocalIndex
+from tests.conftest import jpeg, sample_bgr
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "nested").mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        (folder / f"{name}.jpg").write_bytes(jpeg(sample_bgr(name)))
+    cv2.imwrite(str(folder / "nested" / "rocket.png"), sample_bgr("rocket"))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_from_folder_indexes_images_recursively(photos):
+    index = LocalIndex.from_folder(photos)
+    assert len(index) == 4
+    hits = index.search(jpeg(np.rot90(sample_bgr("rocket"))), k=2)
+    assert Path(hits[0].meta["name"]).name == "rocket.png" and hits[0].transform == "rot90"
+
+
+def test_small_shards_give_the_same_answer_as_one(photos):
+    one = LocalIndex.from_folder(photos)
+    many = LocalIndex.from_folder(photos, shard_size=1)
+    q = jpeg(sample_bgr("coffee")[50:350, 100:500])
+    assert [(h.id, round(h.score, 9)) for h in one.search(q, k=4)] == [(h.id, round(h.score, 9)) for h in many.search(q, k=4)]
+
+
+def test_duplicates_and_removal(photos):
+    index = LocalIndex.from_folder(photos)
+    data = (photos / "coffee.jpg").read_bytes()
+    image_id = index.add(data)
+    assert len(index) == 4  # already there
+    assert index.remove(image_id) and not index.remove(image_id)
+    assert image_id not in [h.id for h in index.search(data, k=4)]
+
+
+def test_readme_python_example_runs(photos, monkeypatch, capsys):
+    code = re.search(r"### From Python.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
+    monkeypatch.chdir(photos.parent)
+    (photos.parent / "photos").symlink_to(photos, target_is_directory=True) if not (photos.parent / "photos").exists() else None
+    (photos.parent / "query.jpg").write_bytes(jpeg(sample_bgr("chelsea")[::-1]))
+    exec(compile(code, "README.md", "exec"), {})
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "chelsea.jpg" in first and "mirror+rot180" in first
