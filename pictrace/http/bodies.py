@@ -1,6 +1,7 @@
 """Request bodies: a raw image, multipart/form-data with a ``file`` field, or JSON.
 
-API Gateway hands binary media types (``image/*``, ``multipart/form-data``)
+API Gateway hands binary media types (``image/*``, ``multipart/form-data``,
+``application/octet-stream``)
 to the function base64-encoded; everything else arrives as text.
 """
 

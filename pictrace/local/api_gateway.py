@@ -1,7 +1,8 @@
 """A local stand-in for API Gateway's REST proxy integration.
 
 It turns each HTTP request into the proxy event the API function receives on
-AWS (binary media types ``image/*`` and ``multipart/form-data`` base64-encoded,
+AWS (binary media types ``image/*``, ``multipart/form-data`` and
+``application/octet-stream`` base64-encoded,
 as the template declares them) and turns the function's answer back into an
 HTTP response.  Like API Gateway it enforces the 10 MB payload limit, answers
 502 when the function fails, and checks ``X-Api-Key`` when a key is set.
@@ -23,7 +24,7 @@ from pictrace.local.lambda_endpoint import LambdaContext
 
 MAX_PAYLOAD = 10 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024
-BINARY_TYPES = ("image/", "multipart/form-data")
+BINARY_TYPES = ("image/", "multipart/form-data", "application/octet-stream")
 
 Handler = Callable[[dict, object], dict]
 
