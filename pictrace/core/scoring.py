@@ -11,15 +11,17 @@ rank by their mean:
 (FLANN LSH matching, identity orientation).  ``default`` first ranks all
 candidates by two cheap unit-vector similarities (layout under the eight
 square symmetries, coarse colour) with one matrix product, then computes the
-three signals only for a shortlist, with exact Hamming matching and with the
-query's best symmetry, so rotated and mirrored copies score like the
-originals.
+three signals only for a shortlist, in the query's best symmetry (SSIM) and
+with the query's mirror image's keypoints when that symmetry is a mirror
+(ORB), so rotated and mirrored copies score like the originals.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -163,7 +165,9 @@ def score_shard(
     if ranking not in RANKINGS:
         raise BadRequest(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
     excluded = set(exclude)
-    alive = np.array([str(i) not in excluded for i in shard.ids], dtype=bool)
+    alive = np.ones(len(shard.ids), dtype=bool)
+    if excluded:
+        alive = np.array([str(i) not in excluded for i in shard.ids], dtype=bool)
     if not alive.any() or k <= 0:
         return []
     if ranking == "seed":
@@ -173,16 +177,16 @@ def score_shard(
         rows, orientations = _shortlist(query, shard, alive, shortlist)
     ids = [str(shard.ids[r]) for r in rows]
     details = load_details(ids)
-    matches = []
-    for row, cid in zip(rows, ids):
-        cand = details.get(cid)
-        if cand is None:
-            continue  # the loader found it deleted while this search ran
-        if ranking == "seed":
-            matches.append(_seed_match(query, cand, shard.metas[row]))
-        else:
-            matches.append(_default_match(query, cand, int(orientations[row]), shard.metas[row]))
-    return rank(matches, k)
+    # Ids the loader left out were deleted while this search ran.
+    work = [(int(row), details[cid]) for row, cid in zip(rows, ids) if cid in details]
+    if ranking == "seed":
+        score_one = lambda item: _seed_match(query, item[1], shard.metas[item[0]])  # noqa: E731
+    else:
+        score_one = lambda item: _default_match(  # noqa: E731
+            query, item[1], int(orientations[item[0]]), shard.metas[item[0]]
+        )
+    # OpenCV and numpy release the GIL, so candidates score in parallel threads.
+    return rank(_POOL.map(score_one, work) if len(work) > 1 else map(score_one, work), k)
 
 
 def rank(matches: Iterable[Match], k: int) -> list[Match]:
@@ -217,9 +221,13 @@ def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
 
 def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
     s = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
-    o = orb_ratio_score(query.features.descriptors, cand.descriptors, _bf_knn)
-    if query.mirror_descriptors is not None and len(query.mirror_descriptors):
-        o = max(o, orb_ratio_score(query.mirror_descriptors, cand.descriptors, _bf_knn))
+    # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
+    # The mirrored keypoints are tried only when the layout says the query
+    # is a mirror image of this candidate: matching costs most of the time.
+    if transforms.is_mirror(orientation) and query.mirror_descriptors is not None:
+        o = orb_ratio_score(query.mirror_descriptors, cand.descriptors, _bf_knn)
+    else:
+        o = orb_ratio_score(query.features.descriptors, cand.descriptors, _bf_knn)
     h = hist_correlation(query, cand)
     # The query was turned by ``orientation`` to line up with the candidate, so
     # the edit that made the query from the candidate is its inverse.
@@ -300,6 +308,7 @@ def good_matches(query_desc: np.ndarray, cand_desc: np.ndarray) -> list[tuple[in
 
 
 _BF = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=False)
+_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="pictrace-score")
 
 
 def _bf_knn(a: np.ndarray, b: np.ndarray):

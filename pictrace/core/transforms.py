@@ -31,3 +31,7 @@ def inverse(index: int) -> int:
     """Index of the transform that undoes ``index`` (mirrors are their own inverse)."""
     mirror, turns = DIHEDRAL[index]
     return index if mirror else DIHEDRAL.index((False, (4 - turns) % 4))
+
+
+def is_mirror(index: int) -> bool:
+    return DIHEDRAL[index][0]
