@@ -204,9 +204,10 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.json:
         dump(record)
         return OK
-    width = max(map(len, record))
-    for key, value in record.items():
-        print(f"{key.ljust(width)}  {_when(value) if key == 'added_at' else value}")
+    shown = {k: _when(v) if k == "added_at" else v for k, v in record.items() if v not in ("", None)}
+    width = max(map(len, shown))
+    for key, value in shown.items():
+        print(f"{key.ljust(width)}  {value}")
     return OK
 
 

@@ -1,0 +1,84 @@
+"""``pictrace serve``: the demo run, a keyed server stopped with Ctrl-C, a taken port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import closed_port
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without what the session stack set, so the child starts afresh."""
+    drop = ("AWS_", "PICTRACE_", "POWERTOOLS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("BUCKET_NAME", "SCORE_FUNCTION_NAME")}
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def serve(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pictrace", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=REPO,
+    )
+
+
+def test_serve_once_seeds_the_demo_and_finds_coffee_first():
+    port = closed_port()
+    proc = serve("--once", "--port", str(port))
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    header = lines.index(next(line for line in lines if line.split()[:2] == ["rank", "score"]))
+    first = lines[header + 1].split()
+    assert first[0] == "1" and first[6] == "coffee.png"
+    assert float(first[1]) > float(lines[header + 2].split()[1])
+    assert f"web page: http://127.0.0.1:{port}/" in lines
+    assert re.search(r"demo catalog: added \d+ ", err)
+    assert "Traceback" not in err and "warning" not in err.lower()
+
+
+def test_serve_requires_its_key_and_stops_cleanly_on_ctrl_c(run, monkeypatch):
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = serve("--no-demo", "--port", str(port), "--api-key", "s3cret")
+    try:
+        assert proc.stdout.readline().strip() == f"web page: {url}/"
+        refused = run("list", api=url)
+        assert refused.code == 1
+        assert refused.err_lines == ["pictrace: error: 403 Forbidden: Forbidden (set PICTRACE_API_KEY)"]
+        monkeypatch.setenv("PICTRACE_API_KEY", "s3cret")
+        listed = run("list", "--json", api=url)
+        assert listed.code == 0 and '"total": 0' in listed.out
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[-1] == "stopped"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_serve_on_a_taken_port_is_one_line(run):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), "--once")
+    assert result.code == 1
+    assert len(result.err_lines) == 1
+    assert result.err.startswith(f"pictrace: error: cannot listen on 127.0.0.1:{port}: ")
