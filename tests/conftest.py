@@ -14,7 +14,7 @@ from skimage import data as samples
 
 from pictrace.local.stack import LocalStack
 
-SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "page", "horse", "motorcycle_left")
+SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "page", "horse", "immunohistochemistry")
 
 
 def sample_bgr(name: str) -> np.ndarray:
