@@ -2,6 +2,8 @@
 
 Every fetch goes through the guarded client (public addresses only, bounded
 bytes, time and redirects); what the body *is* is decided by its magic bytes.
+A page that was fetched but is too large or holds no image is the input's
+fault (413, 422), not the remote's: only failing to fetch is a 502.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass, replace
 from pictrace.adapters.fetch import FetchPolicy, fetch, fetch_many, harvest_images, primary_image, sniff_kind
 from pictrace.adapters.fetch.client import Resolve
 from pictrace.config import Config
-from pictrace.errors import BadRequest, FetchError, PicTraceError, UnsupportedFormat
+from pictrace.errors import BadRequest, InvalidImage, PayloadTooLarge, PicTraceError, UnsupportedFormat
 
 # Test seams, never changed in production: the resolver used when a caller
 # passes none (None: the operating system's), and the policy class whose
@@ -77,10 +79,10 @@ async def _one_image(url: str, config: Config, resolve: Resolve | None) -> Sourc
     if kind != "html":
         raise UnsupportedFormat(f"{url} is neither an image nor an HTML page")
     if len(got.body) > config.max_page_bytes:
-        raise FetchError(f"page {url} is larger than {config.max_page_bytes} bytes")
+        raise PayloadTooLarge(f"page {url} is larger than {config.max_page_bytes} bytes", url=url)
     target = primary_image(got.body, got.url)
     if target is None:
-        raise FetchError(f"page {url} has no image", url=url)
+        raise InvalidImage(f"page {url} has no image", url=url)
     img = await fetch(target, image_policy(config), resolve=resolve)
     if sniff_kind(img.body) != "image":
         raise UnsupportedFormat(f"{target} (the main image of {url}) is not an image")
@@ -105,13 +107,13 @@ async def _all_images(urls: list[str], config: Config, resolve: Resolve | None) 
         elif kind == "html" and len(got.body) <= config.max_page_bytes:
             pages.append((got.url, got.body))
         elif kind == "html":
-            out.append(Failed(url, FetchError(f"page is larger than {config.max_page_bytes} bytes")))
+            out.append(Failed(url, PayloadTooLarge(f"page is larger than {config.max_page_bytes} bytes")))
         else:
             out.append(Failed(url, UnsupportedFormat("neither an image nor an HTML page")))
     for page_url, html in pages:
         targets = harvest_images(html, page_url, max_images=config.max_page_images)
         if not targets:
-            out.append(Failed(page_url, FetchError("the page has no images")))
+            out.append(Failed(page_url, InvalidImage("the page has no images")))
             continue
         for target, got in zip(targets, await fetch_many(targets, image_policy(config), resolve=resolve)):
             if isinstance(got, PicTraceError):
