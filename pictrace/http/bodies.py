@@ -55,6 +55,8 @@ def parse_body(event: dict, max_bytes: int) -> Body:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        except RecursionError:  # the parser recurses once per level of nesting
+            raise BadRequest("request body is JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise BadRequest("JSON body must be an object")
         return Body(fields=obj)
