@@ -59,8 +59,8 @@ def page_policy(config: Config) -> FetchPolicy:
 
 
 def check_urls(urls: object, config: Config) -> list[str]:
-    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
-        raise BadRequest("urls must be a non-empty list of strings")
+    if not isinstance(urls, list) or not urls or not all(isinstance(u, str) and u for u in urls):
+        raise BadRequest("urls must be a non-empty list of non-empty strings")
     if len(urls) > config.max_urls:
         raise BadRequest(f"at most {config.max_urls} urls per request, got {len(urls)}")
     return list(dict.fromkeys(urls))
