@@ -12,6 +12,8 @@ exit code:
     1  some items failed, or the API answered with an error
     2  usage error (bad option, missing file)
     3  the API cannot be reached
+
+and 130 when interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from typing import Callable, Sequence, TextIO
 
 from pictrace import __version__
-from pictrace.client import DEFAULT_URL, ApiError, Client, Outcome, Unreachable, add_all, expand, source
+from pictrace.client import DEFAULT_URL, ApiError, Client, ClientError, Outcome, Unreachable, add_all, expand, source
 
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 EXIT_CODES = f"""exit codes:
@@ -341,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApiError as exc:
         hint = " (set PICTRACE_API_KEY)" if exc.status == 403 else ""
         error(f"{exc}{hint}")
+        return FAILED
+    except ClientError as exc:
+        error(str(exc))
         return FAILED
     except KeyboardInterrupt:
         error("interrupted")

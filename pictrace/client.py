@@ -12,6 +12,7 @@ API's ``error`` code and message.
 
 from __future__ import annotations
 
+import http.client
 import json
 import mimetypes
 import os
@@ -39,6 +40,14 @@ class ClientError(Exception):
     """Base of the client's failures."""
 
 
+class NotPicTrace(ClientError):
+    """Something answered, but not with the API's JSON (a wrong ``--api``, a proxy's page)."""
+
+
+class TimedOut(ClientError):
+    """The API accepted the request but did not answer in time."""
+
+
 class Unreachable(ClientError):
     """Nothing answered at the API's address (refused, unknown host, timeout)."""
 
@@ -55,7 +64,8 @@ class ApiError(ClientError):
         self.status = status
         self.body = body
         self.code = str(body.get("error") or _phrase(status))
-        self.message = str(body.get("message") or "")
+        message = str(body.get("message") or "")
+        self.message = "" if message == self.code else message  # API Gateway's own {"message": "Forbidden"}
         super().__init__(f"{status} {self.code}: {self.message}" if self.message else f"{status} {self.code}")
 
 
@@ -184,11 +194,20 @@ class Client:
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
-                return _json(resp.read())
+                raw = resp.read()
         except urllib.error.HTTPError as err:
             raise ApiError(err.code, _json(err.read())) from None
-        except (urllib.error.URLError, OSError) as err:
+        except TimeoutError:  # connected, then no answer: the request may still be running
+            raise TimedOut(f"no answer from {self.base_url} within {self.timeout:g} s") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             raise Unreachable(self.base_url, str(getattr(err, "reason", err))) from None
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise NotPicTrace(f"{self.base_url}{path} did not answer with JSON; is it the PicTrace API?")
+        return answer
 
     def image_body(self, src: Source) -> tuple[bytes | dict, str | None]:
         """The request body naming ``src``: JSON for a URL or a large file, else multipart."""

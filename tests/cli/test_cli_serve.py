@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import closed_port
+from tests.cli.conftest import closed_port, write_jpeg, write_png
+from tests.conftest import sample_bgr
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -60,7 +61,7 @@ def test_serve_requires_its_key_and_stops_cleanly_on_ctrl_c(run, monkeypatch):
         assert proc.stdout.readline().strip() == f"web page: {url}/"
         refused = run("list", api=url)
         assert refused.code == 1
-        assert refused.err_lines == ["pictrace: error: 403 Forbidden: Forbidden (set PICTRACE_API_KEY)"]
+        assert refused.err_lines == ["pictrace: error: 403 Forbidden (set PICTRACE_API_KEY)"]
         monkeypatch.setenv("PICTRACE_API_KEY", "s3cret")
         listed = run("list", "--json", api=url)
         assert listed.code == 0 and '"total": 0' in listed.out
@@ -71,6 +72,32 @@ def test_serve_requires_its_key_and_stops_cleanly_on_ctrl_c(run, monkeypatch):
     assert err.splitlines()[-1] == "stopped"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_allow_private_urls_lets_add_take_every_image_of_a_loopback_page(run, site):
+    folder, base = site
+    write_jpeg(folder / "img" / "coffee.jpg", sample_bgr("coffee"))
+    write_png(folder / "img" / "coins.png", sample_bgr("coins"))
+    (folder / "gallery.html").write_text(
+        '<html><body><img src="img/coffee.jpg"><img src="img/coins.png"><img src="img/gone.jpg"></body></html>'
+    )
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = serve("--no-demo", "--allow-private-urls", "--port", str(port))
+    try:
+        assert proc.stdout.readline().strip() == f"web page: {url}/"
+        # One job: two concurrent adds of the same bytes may both report the image as new.
+        result = run("add", "--jobs", "1", f"{base}/gallery.html", f"{base}/img/coffee.jpg", api=url)
+        assert result.code == 1
+        lines = result.out.splitlines()
+        assert lines[0] == "added 2, duplicates 1, failed 1"
+        assert lines[1].startswith(f"  failed {base}/img/gone.jpg: fetch_failed: ")
+        found = run("search", f"{base}/img/coins.png", "-k", "1", api=url)
+        assert found.code == 0 and found.out.splitlines()[1].split()[6] == "coins.png"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
 
 
 def test_serve_on_a_taken_port_is_one_line(run):
