@@ -1,0 +1,741 @@
+/* PicTrace page: search, the keypoint view, and the catalog. Uses api.js and match.js. */
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+/** Create an element: h("div", {class: "x", dataset: {id}}, child, "text"). */
+function h(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) node.append(child);
+  }
+  return node;
+}
+
+const fmt3 = (x) => (typeof x === "number" && isFinite(x) ? x.toFixed(3) : "–");
+const shortId = (id) => (id ? `${id.slice(0, 10)}…` : "");
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+const TRANSFORMS = {
+  identity: "same orientation",
+  rot90: "rotated 90°",
+  rot180: "rotated 180°",
+  rot270: "rotated 270°",
+  mirror: "mirrored",
+  transpose: "transposed",
+};
+
+/** "mirror+rot90" -> "mirrored, rotated 90°". */
+function describeTransform(t) {
+  if (!t) return "";
+  return t.split("+").map((part) => TRANSFORMS[part] || part).join(", ");
+}
+
+function looksLikeUrl(text) {
+  return /^https?:\/\/\S+$/i.test((text || "").trim());
+}
+
+/* ---- messages and toasts ------------------------------------------------ */
+
+/** Show a banner: kind is "error", "warning" or "info". */
+function showMessage(box, kind, title, text, details = []) {
+  const item = h(
+    "div",
+    { class: `message ${kind}`, role: kind === "error" ? "alert" : "status" },
+    h("strong", {}, title),
+    text ? h("span", { class: "message-text" }, text) : null,
+    details.length ? h("ul", { class: "message-details" }, details.map((d) => h("li", {}, d))) : null,
+    h("button", { type: "button", class: "message-close", "aria-label": "Dismiss", onclick: () => item.remove() }, "×"),
+  );
+  box.append(item);
+  return item;
+}
+
+function showError(box, err, what) {
+  if (err && err.name === "AbortError") return;
+  const details = ((err && err.body && err.body.failed) || []).map((f) => `${f.url || "image"}: ${f.message || f.error}`);
+  const code = err && err.code ? ` (${err.code})` : "";
+  showMessage(box, "error", `${what} failed${code}:`, (err && err.message) || String(err), details);
+}
+
+function toast(text) {
+  const node = h("div", { class: "toast" }, text);
+  $("#toasts").append(node);
+  setTimeout(() => node.classList.add("leaving"), 3200);
+  setTimeout(() => node.remove(), 3700);
+}
+
+/* ---- progress ------------------------------------------------------------- */
+
+/** Drive one progress block ("search" or "catalog"): stage text, bar, elapsed time. */
+function progress(prefix) {
+  const block = $(`#${prefix}-progress`);
+  const bar = $(`#${prefix}-bar`);
+  const stage = $(`#${prefix}-stage`);
+  const elapsed = $(`#${prefix}-elapsed`);
+  const started = performance.now();
+  const tick = () => (elapsed.textContent = seconds(performance.now() - started));
+  const timer = setInterval(tick, 100);
+  block.hidden = false;
+  tick();
+  const api = {
+    stage(text) {
+      stage.textContent = text;
+      bar.dataset.mode = "busy";
+      bar.removeAttribute("aria-valuenow");
+      bar.firstElementChild.style.removeProperty("width");
+    },
+    upload(fraction) {
+      bar.dataset.mode = "determinate";
+      const pct = Math.round(fraction * 100);
+      bar.setAttribute("aria-valuenow", String(pct));
+      bar.firstElementChild.style.width = `${pct}%`;
+      stage.textContent = fraction < 1 ? `Uploading… ${pct}%` : stage.textContent;
+    },
+    done() {
+      clearInterval(timer);
+      block.hidden = true;
+      return performance.now() - started;
+    },
+  };
+  return api;
+}
+
+/* ---- tabs ------------------------------------------------------------------ */
+
+const tabs = [$("#tab-search"), $("#tab-catalog")];
+
+function activeTab() {
+  return $("#tab-catalog").getAttribute("aria-selected") === "true" ? "catalog" : "search";
+}
+
+function selectTab(name, focus = false) {
+  for (const tab of tabs) {
+    const on = tab.id === `tab-${name}`;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(`#${tab.getAttribute("aria-controls")}`).hidden = !on;
+    if (on && focus) tab.focus();
+  }
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  if (name === "catalog" && !catalog.loaded) loadCatalog(true);
+}
+
+tabs.forEach((tab, i) => {
+  tab.addEventListener("click", () => selectTab(tab.id.slice(4)));
+  tab.addEventListener("keydown", (e) => {
+    const moves = { ArrowRight: 1, ArrowLeft: -1, Home: -i, End: tabs.length - 1 - i };
+    if (!(e.key in moves)) return;
+    e.preventDefault();
+    const next = tabs[(i + moves[e.key] + tabs.length) % tabs.length];
+    selectTab(next.id.slice(4), true);
+  });
+});
+
+/* ---- health and settings ---------------------------------------------------- */
+
+async function checkHealth() {
+  const box = $("#health");
+  try {
+    const info = await Api.health();
+    box.dataset.state = "ok";
+    $(".health-text", box).textContent = `API ${info.version || ""}`.trim();
+    box.title = `${apiBase()} · bucket ${info.bucket || "?"}`;
+  } catch (err) {
+    box.dataset.state = "down";
+    $(".health-text", box).textContent = "API unreachable";
+    box.title = `${apiBase()}: ${err.message}`;
+  }
+}
+
+function openSettings() {
+  $("#settings-base").textContent = apiBase();
+  $("#settings-key").value = apiKey();
+  $("#settings").showModal();
+}
+
+$("#open-settings").addEventListener("click", openSettings);
+$("#settings").addEventListener("close", () => {
+  const choice = $("#settings").returnValue;
+  if (choice === "save") setApiKey($("#settings-key").value.trim());
+  if (choice === "clear") setApiKey("");
+  if (choice === "save" || choice === "clear") {
+    toast(choice === "save" ? "Settings saved" : "API key forgotten");
+    if (activeTab() === "catalog") loadCatalog(true);
+  }
+});
+
+/** Open Settings when the API refused the key. */
+function maybeAskForKey(err) {
+  if (err && err.status === 403) openSettings();
+}
+
+/* ---- search ---------------------------------------------------------------- */
+
+let searchAbort = null;
+let queryPreviewUrl = null;
+
+/** Run a search for {file} or {url}; renders the results or the error. */
+async function runSearch(source) {
+  if (searchAbort) searchAbort.abort();
+  const abort = new AbortController();
+  searchAbort = abort;
+  const messages = $("#search-messages");
+  messages.replaceChildren();
+  const k = $("#search-k").value;
+  const ranking = $("#search-ranking").value;
+  showQueryPreview(source);
+  const prog = progress("search");
+  prog.stage(source.file ? "Sending image…" : "Fetching the image and searching…");
+  $("#search-results").setAttribute("aria-busy", "true");
+  try {
+    const body = source.file
+      ? await imageBody(source.file, { onUpload: (f) => prog.upload(f), signal: abort.signal })
+      : jsonBody({ url: source.url });
+    const answer = await Api.search(body, {
+      k,
+      ranking,
+      signal: abort.signal,
+      onUpload: (f) => (f < 1 ? prog.upload(f) : prog.stage("Comparing with the catalog…")),
+    });
+    prog.stage("Comparing with the catalog…");
+    renderResults(answer, prog.done());
+  } catch (err) {
+    prog.done();
+    if (err.name !== "AbortError") {
+      $("#search-results").hidden = !lastAnswer;
+      showError(messages, err, "Search");
+      maybeAskForKey(err);
+    }
+  } finally {
+    $("#search-results").removeAttribute("aria-busy");
+    if (searchAbort === abort) searchAbort = null;
+  }
+}
+
+$("#search-cancel").addEventListener("click", () => searchAbort && searchAbort.abort());
+
+function showQueryPreview(source) {
+  if (queryPreviewUrl) URL.revokeObjectURL(queryPreviewUrl);
+  queryPreviewUrl = source.file ? URL.createObjectURL(source.file) : null;
+  const img = $("#query-image");
+  img.src = queryPreviewUrl || source.url;
+  img.dataset.source = source.file ? "file" : "url";
+  $("#query-meta").textContent = source.file ? `${source.file.name || "pasted image"} · ${formatBytes(source.file.size)}` : source.url;
+  $("#results").replaceChildren();
+  $("#search-summary").textContent = "";
+  $("#search-results").hidden = false;
+}
+
+let lastAnswer = null;
+
+function renderResults(answer, totalMs) {
+  lastAnswer = answer;
+  const q = answer.query || {};
+  const img = $("#query-image");
+  if (img.dataset.source !== "file" && (q.stored_url || q.image_url)) img.src = q.stored_url || q.image_url;
+  $("#query-meta").replaceChildren(
+    h("span", {}, `${(q.format || "").toUpperCase()} · ${q.width}×${q.height} · ${formatBytes(q.bytes || 0)}`),
+    h("br"),
+    h("code", { title: q.sha256 }, `sha256 ${shortId(q.sha256)}`),
+    q.page_url ? h("span", {}, h("br"), h("a", { href: q.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page")) : null,
+  );
+  const c = answer.counts || {};
+  $("#search-summary").textContent =
+    `Compared with ${plural(c.scored_candidates || 0, "catalog image")} in ${plural(c.batches || 0, "batch", "batches")}` +
+    ` · ${seconds(answer.elapsed_ms || 0)} on the server, ${seconds(totalMs)} in all.`;
+  const messages = $("#search-messages");
+  if (answer.partial) {
+    const failed = answer.failed_batches || [];
+    showMessage(
+      messages,
+      "warning",
+      "Partial results:",
+      `${c.failed_batches || failed.length} of ${plural(c.batches || 0, "batch", "batches")} could not be scored, so some catalog images were not compared.`,
+      failed.map((f) => `${describeBatch(f.batch)}: ${f.error}`),
+    );
+  }
+  const results = answer.results || [];
+  $("#results-title").textContent = results.length ? `Top ${results.length} of ${c.candidates || 0}` : "No results";
+  if (!results.length && !answer.partial) {
+    showMessage(messages, "info", "No similar images:", c.candidates ? "nothing in the catalog resembles this image." : "the catalog is empty. Add images in the Catalog tab.");
+  }
+  $("#results").replaceChildren(...results.map((r) => resultCard(r, q)));
+}
+
+function describeBatch(batch) {
+  if (!batch) return "batch";
+  if (batch.shard) return `shard ${batch.shard.split("/").pop()}`;
+  if (batch.pending) return `${plural(batch.pending.length, "recently added image")}`;
+  return JSON.stringify(batch);
+}
+
+function scoreClass(score) {
+  return score >= 0.5 ? "high" : score >= 0.25 ? "mid" : "low";
+}
+
+/** One metric: label, a bar for the 0..1 part of the value, and the number. */
+function metric(label, value, title) {
+  const width = Math.max(0, Math.min(1, value || 0)) * 100;
+  const fill = h("span", { class: "meter-fill" });
+  fill.style.width = `${width}%`;
+  return h(
+    "div",
+    { class: "metric", title },
+    h("dt", {}, label),
+    h("dd", {}, h("span", { class: "meter", "aria-hidden": "true" }, fill), h("span", { class: "num" }, fmt3(value))),
+  );
+}
+
+function resultCard(r, query) {
+  const name = r.name || shortId(r.id);
+  const open = () => openMatch(r, query);
+  const thumb = h("img", { alt: "", loading: "lazy", referrerPolicy: "no-referrer", src: r.stored_url || r.image_url });
+  return h(
+    "li",
+    { class: "result", dataset: { id: r.id, rank: String(r.rank), score: String(r.score) } },
+    h(
+      "button",
+      { type: "button", class: "result-open", onclick: open, "aria-label": `Show matched keypoints for result ${r.rank}, ${name}` },
+      thumb,
+      h("span", { class: "rank", "aria-hidden": "true" }, `#${r.rank}`),
+      h("span", { class: "open-hint", "aria-hidden": "true" }, "Show keypoints"),
+    ),
+    h(
+      "div",
+      { class: "result-body" },
+      h(
+        "div",
+        { class: "result-head" },
+        h("span", { class: "result-name", title: r.id }, name),
+        h("span", { class: `score ${scoreClass(r.score)}`, title: "Overall score: the mean of SSIM, ORB and histogram" }, fmt3(r.score)),
+      ),
+      h(
+        "dl",
+        { class: "breakdown" },
+        metric("SSIM", r.scores && r.scores.ssim, "Structural similarity of 256×256 grey thumbnails"),
+        metric("ORB", r.scores && r.scores.orb, "Share of the query's ORB keypoints with a good match"),
+        metric("Hist", r.scores && r.scores.hist, "Correlation of the colour histograms"),
+      ),
+      h(
+        "div",
+        { class: "result-foot" },
+        r.transform ? h("span", { class: "chip", title: `transform: ${r.transform}` }, describeTransform(r.transform)) : null,
+        r.page_url ? h("a", { href: r.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page") : null,
+      ),
+    ),
+  );
+}
+
+/* ---- the keypoint view ------------------------------------------------------- */
+
+const match = { left: null, right: null, pairs: [], token: 0 };
+
+async function openMatch(result, query) {
+  const dialog = $("#match-dialog");
+  const canvas = $("#match-canvas");
+  const token = ++match.token;
+  match.left = match.right = null;
+  match.pairs = [];
+  canvas.dataset.state = "loading";
+  delete canvas.dataset.pairs;
+  canvas.width = canvas.height = 0;
+  $("#match-loading").hidden = false;
+  $("#match-messages").replaceChildren();
+  $("#match-title").textContent = `#${result.rank} · ${result.name || shortId(result.id)}`;
+  $("#match-info").replaceChildren(
+    h("span", { class: `score ${scoreClass(result.score)}` }, `score ${fmt3(result.score)}`),
+    h("span", {}, `SSIM ${fmt3(result.scores.ssim)} · ORB ${fmt3(result.scores.orb)} · Hist ${fmt3(result.scores.hist)}`),
+    result.transform ? h("span", { class: "chip" }, describeTransform(result.transform)) : null,
+    h("span", { id: "match-count", role: "status" }, "Loading…"),
+  );
+  if (!dialog.open) dialog.showModal();
+  try {
+    const answer = await Api.matches(result.id, query.sha256);
+    if (token !== match.token) return;
+    const [left, right] = await Promise.all([
+      loadImage(answer.query.stored_url, "query"),
+      loadImage(answer.image.stored_url || result.stored_url, "catalog"),
+    ]);
+    if (token !== match.token) return;
+    Object.assign(match, { left, right, pairs: answer.pairs || [] });
+    redrawMatch();
+    canvas.dataset.pairs = String(match.pairs.length);
+    canvas.dataset.state = "ready";
+    $("#match-count").textContent =
+      `${plural(match.pairs.length, "matched keypoint")}` + (answer.mirrored ? " (the query is a mirror image)" : "");
+    canvas.setAttribute("aria-label", `Your image (left) and catalog image (right) with ${plural(match.pairs.length, "line")} between matched keypoints`);
+  } catch (err) {
+    if (token !== match.token) return;
+    canvas.dataset.state = "error";
+    $("#match-count").textContent = "";
+    showError($("#match-messages"), err, "Loading the matches");
+  } finally {
+    if (token === match.token) $("#match-loading").hidden = true;
+  }
+}
+
+function redrawMatch() {
+  if (!match.left || !$("#match-dialog").open) return;
+  drawMatches($("#match-canvas"), match.left, match.right, match.pairs, {
+    lines: $("#match-lines").checked,
+    maxHeight: Math.max(220, window.innerHeight - 260),
+  });
+}
+
+$("#match-lines").addEventListener("change", redrawMatch);
+new ResizeObserver(() => redrawMatch()).observe($("#match-stage"));
+for (const dialog of document.querySelectorAll("dialog")) {
+  // A click on the backdrop (the dialog element itself, outside its content) closes it.
+  dialog.addEventListener("click", (e) => e.target === dialog && dialog.close("cancel"));
+  for (const button of dialog.querySelectorAll("[data-close]")) button.addEventListener("click", () => dialog.close("cancel"));
+}
+$("#match-dialog").addEventListener("close", () => match.token++);
+
+/* ---- catalog -------------------------------------------------------------------- */
+
+const catalog = { loaded: false, cursor: null, total: 0, loading: false, urls: new Map() };
+const thumbQueue = [];
+let thumbsInFlight = 0;
+const THUMB_CONCURRENCY = 4;
+
+const thumbObserver = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      if (!entry.isIntersecting) continue;
+      thumbObserver.unobserve(entry.target);
+      thumbQueue.push(entry.target);
+    }
+    pumpThumbs();
+  },
+  { rootMargin: "200px" },
+);
+
+/** Give queued catalog cards their image, a few GET /images/{id} at a time. */
+function pumpThumbs() {
+  while (thumbsInFlight < THUMB_CONCURRENCY && thumbQueue.length) {
+    const card = thumbQueue.shift();
+    if (!card.isConnected) continue;
+    thumbsInFlight++;
+    thumbUrl(card.dataset.id)
+      .then((url) => setThumb(card, url))
+      .catch(() => card.classList.add("thumb-failed"))
+      .finally(() => {
+        thumbsInFlight--;
+        pumpThumbs();
+      });
+  }
+}
+
+/** A presigned URL for an image, reused until shortly before it expires. */
+async function thumbUrl(id, fresh = false) {
+  const cached = catalog.urls.get(id);
+  if (!fresh && cached && cached.until > Date.now()) return cached.url;
+  const rec = await Api.getImage(id);
+  const url = rec.stored_url || rec.image_url;
+  catalog.urls.set(id, { url, until: Date.now() + Math.max(0, (rec.expires_in || 300) - 30) * 1000 });
+  return url;
+}
+
+function setThumb(card, url) {
+  const img = $("img", card);
+  const link = $("a.thumb", card);
+  img.onerror = () => {
+    // An expired presigned URL: fetch a fresh one once.
+    img.onerror = () => card.classList.add("thumb-failed");
+    thumbUrl(card.dataset.id, true).then((u) => (img.src = u), () => card.classList.add("thumb-failed"));
+  };
+  img.src = url;
+  link.href = url;
+}
+
+function catalogCard(rec) {
+  const name = rec.name || shortId(rec.id);
+  const added = rec.added_at ? new Date(rec.added_at * 1000) : null;
+  const card = h(
+    "li",
+    { class: "cat-card", dataset: { id: rec.id } },
+    h("a", { class: "thumb", target: "_blank", rel: "noopener noreferrer", "aria-label": `Open ${name} in a new tab` }, h("img", { alt: "", referrerPolicy: "no-referrer" })),
+    h(
+      "div",
+      { class: "cat-body" },
+      h("span", { class: "cat-name", title: rec.id }, name),
+      h("span", { class: "cat-meta" }, `${(rec.format || "").toUpperCase()} · ${rec.width}×${rec.height} · ${formatBytes(rec.bytes || 0)}`),
+      added ? h("time", { class: "cat-meta", datetime: added.toISOString() }, added.toLocaleString()) : null,
+    ),
+    h(
+      "button",
+      { type: "button", class: "icon-button delete", "aria-label": `Delete ${name}`, title: "Delete", onclick: () => confirmDelete(rec, card) },
+      trashIcon(),
+    ),
+  );
+  if (rec.stored_url) setThumb(card, rec.stored_url);
+  else thumbObserver.observe(card);
+  return card;
+}
+
+function trashIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6");
+  svg.append(path);
+  return svg;
+}
+
+async function loadCatalog(reset) {
+  if (catalog.loading) return;
+  catalog.loading = true;
+  const grid = $("#catalog-grid");
+  const more = $("#catalog-more");
+  grid.setAttribute("aria-busy", "true");
+  if (reset) $("#catalog-messages").replaceChildren();
+  try {
+    const page = await Api.listImages(reset ? null : catalog.cursor);
+    if (reset) grid.replaceChildren();
+    grid.append(...page.images.map(catalogCard));
+    catalog.loaded = true;
+    catalog.cursor = page.next_cursor;
+    catalog.total = page.total;
+    more.hidden = !page.next_cursor;
+    showTotal();
+  } catch (err) {
+    showError($("#catalog-messages"), err, "Loading the catalog");
+    maybeAskForKey(err);
+  } finally {
+    catalog.loading = false;
+    grid.removeAttribute("aria-busy");
+  }
+}
+
+function showTotal() {
+  const shown = $("#catalog-grid").children.length;
+  $("#catalog-total").textContent = catalog.total
+    ? `${plural(catalog.total, "image")}${shown < catalog.total ? ` · showing ${shown}` : ""}`
+    : "The catalog is empty: add some images.";
+}
+
+$("#catalog-more").addEventListener("click", () => loadCatalog(false));
+$("#catalog-refresh").addEventListener("click", () => loadCatalog(true));
+
+function confirmDelete(rec, card) {
+  const dialog = $("#confirm-dialog");
+  const img = $("#confirm-image");
+  const shown = $("img", card).getAttribute("src");
+  img.hidden = !shown;
+  if (shown) img.src = shown;
+  $("#confirm-text").textContent = `“${rec.name || shortId(rec.id)}” is removed from the catalog and will no longer be found by searches.`;
+  dialog.returnValue = "";
+  dialog.onclose = async () => {
+    dialog.onclose = null;
+    if (dialog.returnValue !== "delete") return;
+    card.classList.add("deleting");
+    try {
+      await Api.deleteImage(rec.id);
+      card.remove();
+      catalog.total = Math.max(0, catalog.total - 1);
+      showTotal();
+      toast(`Deleted ${rec.name || shortId(rec.id)}`);
+    } catch (err) {
+      card.classList.remove("deleting");
+      showError($("#catalog-messages"), err, "Deleting");
+      maybeAskForKey(err);
+    }
+  };
+  dialog.showModal();
+}
+
+/** Add files or URLs to the catalog, then reload it and report what happened. */
+async function addToCatalog({ files = [], urls = [] }) {
+  const messages = $("#catalog-messages");
+  messages.replaceChildren();
+  const prog = progress("catalog");
+  const added = [];
+  const failed = [];
+  try {
+    for (const [i, file] of files.entries()) {
+      const label = files.length > 1 ? ` (${i + 1} of ${files.length})` : "";
+      prog.stage(`Adding ${file.name || "image"}${label}…`);
+      try {
+        const body = await imageBody(file, { onUpload: (f) => prog.upload(f) });
+        prog.stage(`Indexing ${file.name || "image"}${label}…`);
+        const answer = await Api.addImages(body, { onUpload: (f) => f < 1 && prog.upload(f) });
+        added.push(...answer.images);
+      } catch (err) {
+        failed.push(`${file.name || "image"}: ${err.message}`);
+        if (err.status === 403) throw err;
+      }
+    }
+    if (urls.length) {
+      prog.stage(`Fetching ${plural(urls.length, "URL")}…`);
+      const body = jsonBody(urls.length === 1 ? { url: urls[0] } : { urls });
+      try {
+        const answer = await Api.addImages(body);
+        added.push(...answer.images);
+        failed.push(...(answer.failed || []).map((f) => `${f.url}: ${f.message || f.error}`));
+      } catch (err) {
+        if (err.status === 403) throw err;
+        const listed = (err.body && err.body.failed) || [];
+        if (listed.length) failed.push(...listed.map((f) => `${f.url}: ${f.message || f.error}`));
+        else failed.push(`${urls.join(", ")}: ${err.message}`);
+      }
+    }
+  } catch (err) {
+    showError(messages, err, "Adding");
+    maybeAskForKey(err);
+  } finally {
+    prog.done();
+  }
+  if (added.length) {
+    await loadCatalog(true);
+    for (const a of added) {
+      const card = document.querySelector(`.cat-card[data-id="${CSS.escape(a.id)}"]`);
+      if (card) card.classList.add("fresh");
+    }
+  }
+  const created = added.filter((a) => a.created).length;
+  if (added.length) {
+    const already = added.length - created;
+    showMessage(messages, "info", `Added ${plural(created, "image")}.`, already ? `${already} already in the catalog.` : "");
+  }
+  if (failed.length) showMessage(messages, "error", `${plural(failed.length, "image")} could not be added:`, "", failed);
+}
+
+$("#catalog-url-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const field = $("#catalog-url");
+  const urls = field.value.split(/\s+/).map((u) => u.trim()).filter(Boolean);
+  const bad = urls.filter((u) => !looksLikeUrl(u));
+  if (!urls.length || bad.length) {
+    $("#catalog-messages").replaceChildren();
+    showMessage($("#catalog-messages"), "error", "Not a URL:", bad.join(", ") || "enter an http(s) URL.");
+    field.focus();
+    return;
+  }
+  addToCatalog({ urls });
+});
+
+/* ---- input: file pickers, URL form, drag and drop, paste ---------------------------- */
+
+for (const button of document.querySelectorAll("[data-pick]")) {
+  button.addEventListener("click", () => $(`#${button.dataset.pick}`).click());
+}
+
+$("#search-file").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  e.target.value = "";
+  if (file) runSearch({ file });
+});
+
+$("#catalog-file").addEventListener("change", (e) => {
+  const files = [...e.target.files];
+  e.target.value = "";
+  if (files.length) addToCatalog({ files });
+});
+
+$("#search-url-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const url = $("#search-url").value.trim();
+  if (!looksLikeUrl(url)) {
+    $("#search-messages").replaceChildren();
+    showMessage($("#search-messages"), "error", "Not a URL:", "enter an http(s) address of an image or a web page.");
+    $("#search-url").focus();
+    return;
+  }
+  runSearch({ url });
+});
+
+/** Send dropped or pasted images/URLs to the active tab's action. */
+function route({ files = [], urls = [] }) {
+  const images = files.filter((f) => !f.type || f.type.startsWith("image/"));
+  if (activeTab() === "catalog") {
+    if (images.length || urls.length) addToCatalog({ files: images, urls: images.length ? [] : urls });
+    return;
+  }
+  if (images.length) runSearch({ file: images[0] });
+  else if (urls.length) {
+    $("#search-url").value = urls[0];
+    runSearch({ url: urls[0] });
+  }
+}
+
+function droppedUrls(dt) {
+  const list = (dt.getData("text/uri-list") || dt.getData("text/plain") || "").split(/\r?\n/);
+  return list.map((u) => u.trim()).filter((u) => u && !u.startsWith("#") && looksLikeUrl(u));
+}
+
+let dragDepth = 0;
+function isDrag(e) {
+  const types = [...(e.dataTransfer ? e.dataTransfer.types : [])];
+  return types.includes("Files") || types.includes("text/uri-list");
+}
+document.addEventListener("dragenter", (e) => {
+  if (!isDrag(e)) return;
+  dragDepth++;
+  document.body.classList.add("dragging");
+});
+document.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (!dragDepth) document.body.classList.remove("dragging");
+});
+document.addEventListener("dragover", (e) => {
+  if (!isDrag(e)) return;
+  e.preventDefault();
+  e.dataTransfer.dropEffect = "copy";
+});
+document.addEventListener("drop", (e) => {
+  dragDepth = 0;
+  document.body.classList.remove("dragging");
+  if (!isDrag(e)) return;
+  e.preventDefault();
+  route({ files: [...e.dataTransfer.files], urls: droppedUrls(e.dataTransfer) });
+});
+
+document.addEventListener("paste", (e) => {
+  if (document.querySelector("dialog[open]")) return;
+  const data = e.clipboardData;
+  if (!data) return;
+  const files = [...data.files].filter((f) => f.type.startsWith("image/"));
+  if (files.length) {
+    e.preventDefault();
+    route({ files });
+    return;
+  }
+  // Text pasted into a field stays there; elsewhere a URL starts a search or an add.
+  if (e.target.closest && e.target.closest("input, textarea, select")) return;
+  const text = (data.getData("text/plain") || "").trim();
+  if (looksLikeUrl(text)) {
+    e.preventDefault();
+    route({ urls: [text] });
+  }
+});
+
+/* ---- start ------------------------------------------------------------------------------ */
+
+try {
+  const k = localStorage.getItem("pictrace.k");
+  if (k && [...$("#search-k").options].some((o) => o.value === k)) $("#search-k").value = k;
+} catch (_) {
+  /* storage disabled */
+}
+$("#search-k").addEventListener("change", (e) => {
+  try {
+    localStorage.setItem("pictrace.k", e.target.value);
+  } catch (_) {
+    /* storage disabled */
+  }
+});
+
+selectTab(location.hash === "#catalog" ? "catalog" : "search");
+checkHealth();

@@ -1,0 +1,421 @@
+"""The web page in a real browser (Chromium driven by Playwright) against the local stack.
+
+Every request the browser makes is checked: anything not addressed to
+loopback is aborted before it leaves, and recorded so that the test fails.
+Screenshots land in tests/e2e/artifacts/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+
+from pictrace.local.lambda_endpoint import InvokeError
+from tests.conftest import Client, jpeg, sample_bgr
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WAIT_MS = 60_000
+SEEDS = ("chelsea", "coffee", "astronaut", "camera")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with one ``file`` field, as a browser form sends it."""
+    boundary = "pictrace-test-boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n"
+    ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@dataclass
+class Traffic:
+    """What the browser asked for: every request seen, and those refused."""
+
+    requests: list[tuple[str, str, dict]] = field(default_factory=list)  # method, url, headers
+    bodies: dict[str, bytes] = field(default_factory=dict)  # url -> body, for small POSTs
+    blocked: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is not installed"
+        if in_ci():
+            pytest.fail(message + " (CI must provide it)")
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def traffic() -> Traffic:
+    return Traffic()
+
+
+@pytest.fixture
+def context(browser, traffic: Traffic):
+    """A fresh browser profile whose requests can only reach loopback."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+
+    def guard(route) -> None:
+        request = route.request
+        traffic.requests.append((request.method, request.url, request.headers))
+        if request.method == "POST":
+            body = request.post_data_buffer or b""
+            traffic.bodies[request.url] = body if len(body) < 4096 else b"<large>"
+        parts = urlsplit(request.url)
+        if parts.scheme in ("data", "blob") or parts.hostname in LOOPBACK:
+            route.continue_()
+        else:
+            traffic.blocked.append(request.url)
+            route.abort()
+
+    ctx.route("**/*", guard)
+    ctx.set_default_timeout(WAIT_MS)
+    yield ctx
+    ctx.close()
+    assert traffic.blocked == [], "the page tried to leave loopback"
+
+
+@pytest.fixture
+def page(context):
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    assert errors == [], f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def seeded(stack, empty_catalog) -> dict[str, str]:
+    """A catalog of a few sample photographs added through the API; name -> id."""
+    api = Client(stack.api_url)
+    ids = {}
+    for name in SEEDS:
+        body, ctype = multipart(f"{name}.jpg", jpeg(sample_bgr(name)))
+        reply = api.post("/images", body, ctype)
+        assert reply.status == 201, reply.body
+        ids[name] = reply.body["ids"][0]
+    return ids
+
+
+def shot(page, name: str, **kw) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), **kw)
+
+
+def write_query(tmp_path: Path) -> tuple[Path, bytes]:
+    """A rotated, cropped, re-encoded copy of one seed: what a user might find elsewhere."""
+    img = cv2.rotate(sample_bgr("chelsea"), cv2.ROTATE_90_CLOCKWISE)
+    h, w = img.shape[:2]
+    data = jpeg(img[h // 12 : h - h // 10, w // 14 :], quality=80)
+    path = tmp_path / "cat-rotated.jpg"
+    path.write_bytes(data)
+    return path, data
+
+
+def result_ids(page) -> list[str]:
+    return page.eval_on_selector_all("#results li.result", "els => els.map(e => e.dataset.id)")
+
+
+def open_page(page, stack, suffix: str = "/") -> None:
+    page.goto(stack.api_url + suffix)
+    page.wait_for_selector("#health[data-state=ok]")
+
+
+def test_search_by_upload_ranks_the_original_first_and_draws_its_keypoints(stack, seeded, page, tmp_path):
+    api = Client(stack.api_url)
+    query_path, query_bytes = write_query(tmp_path)
+    open_page(page, stack)
+    page.select_option("#search-k", "3")
+
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+
+    ids = result_ids(page)
+    assert ids[0] == seeded["chelsea"]
+    assert len(ids) == 3
+    ranks = page.eval_on_selector_all("#results li.result", "els => els.map(e => Number(e.dataset.rank))")
+    assert ranks == [1, 2, 3]
+    scores = page.eval_on_selector_all("#results li.result", "els => els.map(e => Number(e.dataset.score))")
+    assert scores == sorted(scores, reverse=True)
+    first = page.locator("#results li.result").first
+    assert first.locator(".metric").count() == 3
+    assert "rotated" in first.locator(".chip").inner_text()
+    assert page.locator("#search-progress").is_hidden()
+    # The thumbnails really loaded from their presigned URLs.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results img, #query-image')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    shot(page, "search-results", full_page=True)
+
+    first.locator(".result-open").click()
+    canvas = page.locator("#match-canvas[data-state=ready]")
+    canvas.wait_for()
+    pairs = int(canvas.get_attribute("data-pairs"))
+    assert pairs > 0
+    query_sha = hashlib.sha256(query_bytes).hexdigest()
+    expected = api.get(f"/images/{seeded['chelsea']}/matches?query={query_sha}")
+    assert expected.status == 200
+    assert pairs == len(expected.body["pairs"])
+    assert page.locator("#match-count").inner_text().startswith(f"{pairs} matched")
+    # Both images are drawn side by side, with coloured marks between them.
+    pixels = cv2.imdecode(np.frombuffer(canvas.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    h, w = pixels.shape[:2]
+    assert w > h > 100
+    assert pixels.std() > 20
+    shot(page, "match-view")
+    page.keyboard.press("Escape")
+    assert page.locator("#match-dialog").is_hidden()
+
+
+def test_catalog_lists_adds_and_deletes_through_the_page(stack, seeded, page, tmp_path):
+    api = Client(stack.api_url)
+    open_page(page, stack)
+    page.click("#tab-catalog")
+    page.wait_for_function(f"() => document.querySelectorAll('#catalog-grid .cat-card').length === {len(SEEDS)}")
+    listed = page.eval_on_selector_all("#catalog-grid .cat-card", "els => els.map(e => e.dataset.id)")
+    assert sorted(listed) == sorted(seeded.values())
+    # Thumbnails come lazily from GET /images/{id}.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#catalog-grid img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+
+    rocket = jpeg(sample_bgr("rocket"))
+    rocket_id = hashlib.sha256(rocket).hexdigest()
+    (tmp_path / "rocket.jpg").write_bytes(rocket)
+    page.set_input_files("#catalog-file", str(tmp_path / "rocket.jpg"))
+    page.wait_for_selector(f'#catalog-grid .cat-card[data-id="{rocket_id}"]')
+    assert "Added 1 image" in page.locator("#catalog-messages").inner_text()
+    record = api.get(f"/images/{rocket_id}")
+    assert record.status == 200
+    assert record.body["name"] == "rocket.jpg"
+    assert api.get("/images").body["total"] == len(SEEDS) + 1
+    shot(page, "catalog", full_page=True)
+
+    victim = seeded["coffee"]
+    page.click(f'#catalog-grid .cat-card[data-id="{victim}"] button.delete')
+    page.wait_for_selector("#confirm-dialog[open]")
+    shot(page, "confirm-delete")
+    page.click("#confirm-delete")
+    page.wait_for_selector(f'#catalog-grid .cat-card[data-id="{victim}"]', state="detached")
+    assert api.get(f"/images/{victim}").status == 404
+    remaining = {r["id"] for r in api.get("/images").body["images"]}
+    assert remaining == (set(seeded.values()) - {victim}) | {rocket_id}
+    assert page.locator("#catalog-total").inner_text().startswith(f"{len(remaining)} images")
+
+
+def test_cancelled_delete_keeps_the_image(stack, seeded, page):
+    api = Client(stack.api_url)
+    open_page(page, stack, "/#catalog")
+    target = seeded["camera"]
+    page.click(f'#catalog-grid .cat-card[data-id="{target}"] button.delete')
+    page.wait_for_selector("#confirm-dialog[open]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#confirm-dialog", state="hidden")
+    assert api.get(f"/images/{target}").status == 200
+    assert page.locator(f'#catalog-grid .cat-card[data-id="{target}"]').count() == 1
+
+
+def test_the_api_error_message_is_shown(stack, seeded, page, tmp_path):
+    junk = b"these bytes are not a picture of anything\n" * 20
+    expected = Client(stack.api_url).post("/search", junk, "image/jpeg")
+    assert expected.status == 422
+    path = tmp_path / "notes.jpg"
+    path.write_bytes(junk)
+    open_page(page, stack)
+
+    page.set_input_files("#search-file", str(path))
+    alert = page.locator("#search-messages .message.error")
+    alert.wait_for()
+    text = alert.inner_text()
+    assert expected.body["message"] in text
+    assert expected.body["error"] in text
+    assert page.locator("#results li.result").count() == 0
+    shot(page, "search-error")
+
+
+def test_partial_results_are_flagged(stack, seeded, page, tmp_path):
+    # Pack the seeds into a shard, then add one more image: a search has two
+    # batches, and the recently added one fails.
+    stack.pack_now()
+    api = Client(stack.api_url)
+    body, ctype = multipart("rocket.jpg", jpeg(sample_bgr("rocket")))
+    assert api.post("/images", body, ctype).status == 201
+
+    def throttle_pending(name: str, event: dict) -> None:
+        if name == "ScoreFunction" and "pending" in (event.get("batch") or {}):
+            raise InvokeError(429, "TooManyRequestsException", "Rate exceeded")
+
+    query_path, _ = write_query(tmp_path)
+    open_page(page, stack)
+    stack.lambdas.hook = throttle_pending
+    try:
+        page.set_input_files("#search-file", str(query_path))
+        page.wait_for_selector("#results li.result[data-id]")
+    finally:
+        stack.lambdas.hook = None
+    warning = page.locator("#search-messages .message.warning")
+    assert warning.count() == 1
+    assert "1 of 2 batches" in warning.inner_text()
+    assert result_ids(page)[0] == seeded["chelsea"]
+    shot(page, "search-partial", full_page=True)
+
+
+class StageProxy:
+    """API Gateway's stage prefix in front of the local API: ``/Prod/x`` -> ``/x``.
+
+    Paths outside the stage get API Gateway's 403, so a page that dropped the
+    prefix would fail visibly.
+    """
+
+    def __init__(self, upstream: str, prefix: str = "/Prod") -> None:
+        self.upstream = upstream
+        self.prefix = prefix
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _any(self) -> None:
+                proxy.forward(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.prefix}"
+
+    def forward(self, req: BaseHTTPRequestHandler) -> None:
+        body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
+        path, _, query = req.path.partition("?")
+        if path != self.prefix and not path.startswith(self.prefix + "/"):
+            status, headers, data = 403, {"Content-Type": "application/json"}, b'{"message":"Missing Authentication Token"}'
+        else:
+            target = self.upstream + (path[len(self.prefix):] or "/") + (f"?{query}" if query else "")
+            sent = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length", "connection")}
+            upstream = urllib.request.Request(target, data=body or None, method=req.command, headers=sent)
+            try:
+                with urllib.request.urlopen(upstream, timeout=120) as resp:
+                    status, headers, data = resp.status, dict(resp.headers), resp.read()
+            except urllib.error.HTTPError as err:
+                status, headers, data = err.code, dict(err.headers), err.read()
+        req.send_response(status)
+        for k, v in headers.items():
+            if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                req.send_header(k, v)
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stage(stack):
+    proxy = StageProxy(stack.api_url)
+    yield proxy
+    proxy.close()
+
+
+def test_the_page_works_under_a_stage_prefix(stack, seeded, stage, page, traffic, tmp_path):
+    """Served at /Prod (no trailing slash, as API Gateway allows), every call keeps the prefix."""
+    query_path, _ = write_query(tmp_path)
+    page.goto(stage.url)
+    page.wait_for_selector("#health[data-state=ok]")
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(page)[0] == seeded["chelsea"]
+
+    proxy_port = stage.server.server_address[1]
+    api_port = urlsplit(stack.api_url).port
+    paths = [urlsplit(u).path for _, u, _ in traffic.requests if urlsplit(u).port == proxy_port]
+    assert {"/Prod", "/Prod/health", "/Prod/search"} <= set(paths), paths
+    assert all(p.startswith(stage.prefix) for p in paths), paths
+    assert not [u for _, u, _ in traffic.requests if urlsplit(u).port == api_port]
+
+
+def test_the_api_key_is_sent_to_the_api_only(stack, seeded, page, traffic, tmp_path):
+    open_page(page, stack)
+    page.click("#open-settings")
+    page.fill("#settings-key", "local-test-key")
+    page.click("#settings button[value=save]")
+    assert page.evaluate("localStorage.getItem('pictrace.apiKey')") == "local-test-key"
+
+    query_path, _ = write_query(tmp_path)
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+    page.wait_for_function("() => [...document.querySelectorAll('#results img')].every(i => i.complete)")
+
+    api_port = urlsplit(stack.api_url).port
+    to_api = [(m, u, hd) for m, u, hd in traffic.requests if urlsplit(u).port == api_port and "/search" in u]
+    assert to_api and all(hd.get("x-api-key") == "local-test-key" for _, _, hd in to_api)
+    to_storage = [hd for _, u, hd in traffic.requests if u.startswith(stack.s3_url)]
+    assert to_storage, "result thumbnails come from storage"
+    assert all("x-api-key" not in hd for hd in to_storage)
+
+
+def test_a_large_file_goes_through_a_presigned_upload(stack, empty_catalog, page, traffic, tmp_path):
+    # Noise does not compress: a PNG over the 4 MB limit for a request body.
+    rng = np.random.default_rng(7)
+    big = cv2.imencode(".png", rng.integers(0, 256, (1300, 1200, 3), dtype=np.uint8))[1].tobytes()
+    assert len(big) > 4 * 1024 * 1024
+    path = tmp_path / "noise.png"
+    path.write_bytes(big)
+    big_id = hashlib.sha256(big).hexdigest()
+    open_page(page, stack, "/#catalog")
+
+    page.set_input_files("#catalog-file", str(path))
+    page.wait_for_selector(f'#catalog-grid .cat-card[data-id="{big_id}"]')
+    record = Client(stack.api_url).get(f"/images/{big_id}")
+    assert record.status == 200
+    assert record.body["bytes"] == len(big)
+    puts = [u for m, u, _ in traffic.requests if m == "PUT"]
+    assert len(puts) == 1 and puts[0].startswith(stack.s3_url + "/")
+    # The add itself names the upload instead of carrying the bytes.
+    add = json.loads(traffic.bodies[stack.api_url + "/images"])
+    assert add["s3_key"] == urlsplit(puts[0]).path.split("/", 2)[2]
