@@ -23,11 +23,12 @@ import json
 import sys
 import textwrap
 import time
-from typing import Callable, Sequence, TextIO
+from typing import Callable, Sequence, TextIO, TypeVar
 
 from pictrace import __version__
 from pictrace.client import DEFAULT_URL, ApiError, Client, ClientError, Outcome, Unreachable, add_all, expand, source
 
+T = TypeVar("T")
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
 EXIT_CODES = f"""exit codes:
   {OK}  success
@@ -141,9 +142,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from pictrace.local import demo, serve
     except ImportError as exc:
-        raise CliError(f"`pictrace serve` needs the local extras ({exc.name} is missing): pip install 'pictrace[local]'")
+        missing = exc.name or "a module"
+        raise CliError(f"`pictrace serve` needs the local extras ({missing} is missing): pip install 'pictrace[local]'")
     try:
-        with serve.running(args.host, args.port, api_key=args.api_key, allow_private_urls=args.allow_private_urls) as stack:
+        options = {"api_key": args.api_key, "allow_private_urls": args.allow_private_urls}
+        with serve.running(args.host, args.port, **options) as stack:
             if args.demo:
                 answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note)
                 print(results_table(answer), flush=True)
@@ -158,7 +161,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    sources = _sources(expand, args.items)
+    sources = _given(lambda: expand(args.items))
     progress = Progress(len(sources), sys.stderr)
     outcomes = add_all(client(args), sources, jobs=args.jobs, on_done=lambda o: progress.step(o.source.label))
     progress.close()
@@ -168,7 +171,7 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    query = _sources(lambda items: [source(i) for i in items], [args.image])[0]
+    query = _given(lambda: source(args.image))
     answer = client(args).search(query, k=args.k, ranking=args.ranking)
     if args.json:
         dump(answer)
@@ -224,9 +227,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return FAILED if failed else OK
 
 
-def _sources(make: Callable, items: list[str]) -> list:
+def _given(make: Callable[[], T]) -> T:
+    """``make()``, with a missing or unreadable file named on the command line as a usage error."""
     try:
-        return make(items)
+        return make()
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise CliError(str(exc), USAGE) from None
     except OSError as exc:
@@ -267,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="pictrace",
         description="Similar-image search: run the local stack, fill the catalog, search it.",
-        epilog=EXIT_CODES + "\n\nexample:\n  pictrace serve            # then, in another terminal:\n  pictrace search photo.jpg",
+        epilog=EXIT_CODES + "\n\nexample:\n  pictrace serve          # then, in another terminal:\n  pictrace search photo.jpg",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pictrace {__version__}")
@@ -290,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--demo", action=argparse.BooleanOptionalAction, default=True,
         help="seed sample photos into an empty catalog and run a demo search (default: on)",
     )
-    serve.add_argument("--allow-private-urls", action="store_true", help="let URL adds and searches fetch private and loopback addresses")
+    serve.add_argument(
+        "--allow-private-urls", action="store_true", help="let URL adds and searches fetch private and loopback addresses"
+    )
     serve.add_argument("--api-key", metavar="KEY", help="require this X-Api-Key on every request")
     serve.add_argument("--once", action="store_true", help="start, seed, run the demo search, print it and exit")
 
@@ -312,12 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--ranking", choices=("default", "seed"), help="ranking to use (default: default)")
     search.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
-    lister = _command(subs, "list", cmd_list, "List catalog images, in id order.", "pictrace list --limit 20\npictrace list --all --json")
+    lister = _command(
+        subs, "list", cmd_list, "List catalog images, in id order.", "pictrace list --limit 20\npictrace list --all --json"
+    )
     lister.add_argument("--limit", type=positive, default=50, help="how many (default: %(default)s)")
     lister.add_argument("--all", action="store_true", help="every image, page after page")
     lister.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
-    get = _command(subs, "get", cmd_get, "Show one catalog image's record and a link to it.", "pictrace get 3f5a...e9 --json")
+    get = _command(
+        subs, "get", cmd_get, "Show one catalog image's record and a link to it.", "pictrace get 3f5a...e9 --json"
+    )
     get.add_argument("id")
     get.add_argument("--json", action="store_true", help="print the API's JSON answer")
 

@@ -223,12 +223,14 @@ class Client:
         if not content_type.startswith("image/"):
             content_type = "image/jpeg"  # the API only signs image/* types; the bytes decide the format
         ticket = self.call("POST", "/uploads", body={"content_type": content_type})
-        put = urllib.request.Request(ticket["url"], data=data, method=ticket.get("method", "PUT"), headers=ticket["headers"])
+        method = ticket.get("method", "PUT")
+        put = urllib.request.Request(ticket["url"], data=data, method=method, headers=ticket["headers"])
         try:
             with urllib.request.urlopen(put, timeout=self.timeout) as resp:
                 resp.read()
         except urllib.error.HTTPError as err:
-            raise ApiError(err.code, {"error": "upload_failed", "message": f"the presigned PUT was refused ({err.reason})"}) from None
+            refused = {"error": "upload_failed", "message": f"the presigned {method} was refused ({err.reason})"}
+            raise ApiError(err.code, refused) from None
         except (urllib.error.URLError, OSError) as err:
             raise Unreachable(ticket["url"].split("?", 1)[0], str(getattr(err, "reason", err))) from None
         return ticket["s3_key"]

@@ -89,7 +89,8 @@ def seed(client: Client, log: Callable[[str], None] = print) -> list[Outcome]:
     outcomes = add_all(client, sources)
     added = sum(len(o.added) for o in outcomes)
     failed = [f"{what or o.source.label} ({why})" for o in outcomes for what, why in o.failed]
-    log(f"demo catalog: added {added} of scikit-image's sample photos" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    trouble = f"; failed: {', '.join(failed)}" if failed else ""
+    log(f"demo catalog: added {added} of scikit-image's sample photos{trouble}")
     return outcomes
 
 

@@ -87,10 +87,11 @@ def test_searching_a_directory_is_a_usage_error(run, tmp_path):
 
 def test_python_dash_m_runs_the_command_line():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "pictrace", "search"], capture_output=True, text=True, env=env, timeout=60)
+    python = [sys.executable, "-m", "pictrace"]
+    done = subprocess.run(python + ["search"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("pictrace: error: ")
-    done = subprocess.run([sys.executable, "-m", "pictrace", "--version"], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(python + ["--version"], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("pictrace ")
 
 

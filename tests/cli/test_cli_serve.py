@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 
 def clean_env() -> dict[str, str]:
     """This process's environment without what the session stack set, so the child starts afresh."""
-    drop = ("AWS_", "PICTRACE_", "POWERTOOLS_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop) and k not in ("BUCKET_NAME", "SCORE_FUNCTION_NAME")}
+    prefixes, names = ("AWS_", "PICTRACE_", "POWERTOOLS_"), ("BUCKET_NAME", "SCORE_FUNCTION_NAME")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in names}
     env["PYTHONPATH"] = str(REPO)
     return env
 
