@@ -89,7 +89,7 @@ def _multipart(data: bytes, ctype: str) -> Body:
             content = content[:-2]
         headers = Message()
         for line in head.strip(b"\r\n").split(b"\r\n"):
-            name, _, value = line.decode("latin-1").partition(":")
+            name, _, value = line.decode("utf-8", "replace").partition(":")  # browsers send UTF-8 file names
             headers[name.strip()] = value.strip()
         name = headers.get_param("name", header="content-disposition")
         if name == "file":
