@@ -54,6 +54,12 @@ def test_add_names_each_file_and_mixes_files_and_urls(pictrace, tmp_path, empty_
     assert list(ids_by_name(pictrace)) == ["coins.png"]
 
 
+def test_file_names_outside_ascii_are_kept(pictrace, tmp_path, empty_catalog):
+    write_jpeg(tmp_path / "café ☕.jpg", sample_bgr("coffee"))
+    assert pictrace("add", str(tmp_path)).code == 0
+    assert list(ids_by_name(pictrace)) == ["café ☕.jpg"]
+
+
 def test_search_prints_a_table_with_the_right_image_first(pictrace, tmp_path, empty_catalog):
     for name in ("chelsea", "coffee", "rocket", "camera"):
         write_jpeg(tmp_path / "catalog" / f"{name}.jpg", sample_bgr(name))
