@@ -1,0 +1,208 @@
+"""Hostile and unusual image files, built byte by byte from real photographs.
+
+Every builder returns ``bytes``; nothing here touches the network or disk.
+The photographs are scikit-image samples, cut and recoloured where a test
+needs many distinct images.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from functools import cache
+
+import cv2
+import numpy as np
+
+from tests.conftest import sample_bgr
+
+MB = 1024 * 1024
+
+
+@cache
+def _photo(name: str) -> np.ndarray:
+    return sample_bgr(name)
+
+
+def photo(name: str = "chelsea", width: int = 160, height: int = 120) -> np.ndarray:
+    """A sample photograph resized to ``width`` x ``height``, BGR uint8."""
+    return cv2.resize(_photo(name), (width, height), interpolation=cv2.INTER_AREA)
+
+
+def encode(img: np.ndarray, ext: str, *flags: int) -> bytes:
+    ok, buf = cv2.imencode(ext, img, list(flags))
+    if not ok:
+        raise ValueError(f"OpenCV could not encode {ext}")
+    return buf.tobytes()
+
+
+def jpeg(img: np.ndarray, quality: int = 90) -> bytes:
+    return encode(img, ".jpg", cv2.IMWRITE_JPEG_QUALITY, quality)
+
+
+def png(img: np.ndarray) -> bytes:
+    return encode(img, ".png")
+
+
+def webp(img: np.ndarray, quality: int = 80) -> bytes:
+    return encode(img, ".webp", cv2.IMWRITE_WEBP_QUALITY, quality)
+
+
+def cut(data: bytes, fraction: float) -> bytes:
+    """The first ``fraction`` of ``data``."""
+    return data[: int(len(data) * fraction)]
+
+
+def flip_bytes(data: bytes, start: int, count: int) -> bytes:
+    """``data`` with ``count`` bytes from ``start`` inverted."""
+    out = bytearray(data)
+    for i in range(start, min(start + count, len(out))):
+        out[i] ^= 0xFF
+    return bytes(out)
+
+
+# --- PNG -------------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def png_bad_crc(data: bytes, kind: bytes = b"IDAT") -> bytes:
+    """``data`` with the CRC of its first ``kind`` chunk damaged (the chunk itself intact)."""
+    start = data.index(kind)
+    (length,) = struct.unpack_from(">I", data, start - 4)
+    return flip_bytes(data, start + 4 + length, 1)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR declaring ``width`` x ``height``, then IEND: no pixels at all."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+
+
+def png_with_exif(img: np.ndarray, orientation: int) -> bytes:
+    """A PNG of ``img`` with an eXIf chunk carrying ``orientation``, placed before IDAT."""
+    data = png(img)
+    at = data.index(b"IDAT") - 4
+    return data[:at] + png_chunk(b"eXIf", exif_block(orientation)) + data[at:]
+
+
+# --- JPEG ------------------------------------------------------------------------------
+
+
+def exif_block(orientation: int) -> bytes:
+    """A little-endian TIFF structure whose only directory entry is Orientation."""
+    entry = struct.pack("<HHIH", 0x0112, 3, 1, orientation) + b"\0\0"
+    return b"II*\0" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+
+
+def jpeg_with_exif(data: bytes, orientation: int) -> bytes:
+    """Insert an EXIF APP1 segment carrying ``orientation`` right after SOI."""
+    payload = b"Exif\0\0" + exif_block(orientation)
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+
+
+def stored_for_orientation(upright: np.ndarray, orientation: int) -> np.ndarray:
+    """The pixels a camera stores so that applying EXIF ``orientation`` shows ``upright``."""
+    undo = {
+        1: lambda a: a,
+        2: lambda a: cv2.flip(a, 1),
+        3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+        4: lambda a: cv2.flip(a, 0),
+        5: lambda a: cv2.transpose(a),
+        6: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+        7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+        8: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    }
+    return np.ascontiguousarray(undo[orientation](upright))
+
+
+def jpeg_header_only(width: int, height: int) -> bytes:
+    """SOI, a baseline frame header declaring ``width`` x ``height``, EOI."""
+    sof = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    return b"\xff\xd8\xff\xc0" + struct.pack(">H", len(sof) + 2) + sof + b"\xff\xd9"
+
+
+def jpeg_scan_damaged(data: bytes) -> bytes:
+    """``data`` with its frame header's component count set to an impossible value."""
+    sof = data.index(b"\xff\xc0")
+    out = bytearray(data)
+    out[sof + 9] = 0  # zero components
+    return bytes(out)
+
+
+def cmyk_jpeg(img: np.ndarray) -> bytes:
+    """A four-component (CMYK) JPEG of ``img``, as print workflows write them."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img[..., ::-1]).convert("CMYK").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def with_zip_appended(data: bytes) -> bytes:
+    """``data`` followed by a ZIP archive (the archive is still readable from the end)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("readme.txt", "hidden payload " * 20)
+    return data + buf.getvalue()
+
+
+def zip_archive() -> bytes:
+    return with_zip_appended(b"")
+
+
+# --- GIF and WebP --------------------------------------------------------------------------
+
+
+def animated_gif(first: np.ndarray, second: np.ndarray) -> bytes:
+    animation = cv2.Animation()
+    animation.frames = [first, second]
+    animation.durations = [100, 100]
+    ok, buf = cv2.imencodeanimation(".gif", animation)
+    if not ok:
+        raise ValueError("OpenCV could not encode an animated GIF")
+    return buf.tobytes()
+
+
+def gif_html_polyglot(img: np.ndarray) -> bytes:
+    """A valid GIF that is also an HTML document: markup in a comment block and after the trailer."""
+    gif = encode(img, ".gif")
+    markup = b"<html><body><script>alert(document.domain)</script></body></html>"
+    # Global colour table follows the 13-byte header when its flag is set.
+    flags = gif[10]
+    table = 3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0
+    at = 13 + table
+    comment = b"\x21\xfe" + bytes([len(markup)]) + markup + b"\x00"
+    return gif[:at] + comment + gif[at:] + markup
+
+
+def gif_header_only(width: int, height: int) -> bytes:
+    return b"GIF89a" + struct.pack("<HHBBB", width, height, 0, 0, 0) + b"\x3b"
+
+
+def webp_header_only(width: int, height: int) -> bytes:
+    """An extended (VP8X) WebP declaring a ``width`` x ``height`` canvas and nothing else."""
+    size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\0\0\0\0" + size
+    return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
+
+
+def bmp_header_only(width: int, height: int) -> bytes:
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
+
+
+# --- not images ----------------------------------------------------------------------------
+
+
+def random_bytes(n: int = 4096, seed: int = 7) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+HTML = b"<!doctype html><html><body><img src='x.png'></body></html>"
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
