@@ -149,7 +149,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with serve.running(args.host, args.port, **options) as stack:
             if args.demo:
                 answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note)
-                print(results_table(answer), flush=True)
+                if answer is not None:
+                    print(results_table(answer), flush=True)
             print(f"web page: {stack.api_url}/", flush=True)
             if not args.once:
                 note("serving; press Ctrl-C to stop")

@@ -46,7 +46,7 @@ def sample_paths() -> list[Path]:
 def drop_png_chunks(data: bytes, kinds: frozenset[bytes] = frozenset({b"iCCP"})) -> bytes:
     """``data`` without the PNG chunks of the given types; other bytes pass unchanged.
 
-    ``coffee.png`` carries a colour profile libpng warns about on every
+    ``page.png`` carries a colour profile libpng warns about on every
     decode; the pixels are the same without it.
     """
     if not data.startswith(PNG_SIGNATURE):
@@ -94,8 +94,13 @@ def seed(client: Client, log: Callable[[str], None] = print) -> list[Outcome]:
     return outcomes
 
 
-def run(client: Client, log: Callable[[str], None] = print, k: int = 5) -> dict:
-    """Seed (if empty) and run the demo search; returns the API's answer."""
+def run(client: Client, log: Callable[[str], None] = print, k: int = 5) -> dict | None:
+    """Seed (if empty) and run the demo search; the API's answer, or None without scikit-image."""
+    try:
+        sample_dir()
+    except ImportError:
+        log("no demo: scikit-image is not installed (pip install 'pictrace[local]')")
+        return None
     seed(client, log)
     log(f"demo search: {QUERY_OF} tilted 8 degrees, cropped, turned a quarter and saved as a JPEG at quality 55")
     return client.search(Source("demo query", data=query_image()), k=k)

@@ -61,6 +61,9 @@ def running(
     )
     try:
         stack.start()
+    except ImportError as exc:  # moto is an optional dependency
+        _abandon(stack)
+        raise CannotServe(f"the local stack needs {exc.name or 'the local extras'}: pip install 'pictrace[local]'") from None
     except OSError as exc:
         _abandon(stack)
         raise CannotServe(f"the local stack did not start: {exc.strerror or exc}") from None
