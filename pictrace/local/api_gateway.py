@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-import traceback
 import time
+import traceback
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from pictrace.local.lambda_endpoint import LambdaContext
+from pictrace.local.loopback import LoopbackServer
 
 MAX_PAYLOAD = 10 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024
@@ -63,39 +63,11 @@ def proxy_event(method: str, target: str, headers: dict[str, list[str]], body: b
     }
 
 
-class ApiGateway:
+class ApiGateway(LoopbackServer):
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None) -> None:
+        super().__init__(host, port)
         self.handler = handler
         self.api_key = api_key
-        gateway = self
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _any(self) -> None:
-                gateway._handle(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = do_PATCH = _any
-
-        self.server = ThreadingHTTPServer((host, port), RequestHandler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "ApiGateway":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)

@@ -13,9 +13,11 @@ import threading
 import traceback
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import unquote
+
+from pictrace.local.loopback import LoopbackServer
 
 Handler = Callable[[dict, object], object]
 # A hook run before each invocation; tests use it to inject faults.  It may
@@ -46,39 +48,15 @@ class InvokeError(Exception):
         self.code = code
 
 
-class LambdaEndpoint:
+class LambdaEndpoint(LoopbackServer):
+    methods = ("POST",)
+
     def __init__(self, handlers: dict[str, Handler], host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
         self.handlers = handlers
         self.hook: Hook | None = None
         self.calls: dict[str, int] = {}
         self._lock = threading.Lock()
-        endpoint = self
-
-        class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
-            def do_POST(self) -> None:
-                endpoint._handle(self)
-
-        self.server = ThreadingHTTPServer((host, port), RequestHandler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "LambdaEndpoint":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
