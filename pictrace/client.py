@@ -290,11 +290,17 @@ class Outcome:
 
 
 def add_one(client: Client, src: Source) -> Outcome:
-    """Add one source and sort what happened; only :class:`Unreachable` escapes."""
+    """Add one source and sort what happened.
+
+    Errors about the source become ``failed`` entries; errors about the API
+    (unreachable, a refused key, timeouts) escape.
+    """
     out = Outcome(src)
     try:
         answer = client.add(src)
     except ApiError as err:
+        if err.status in (401, 403):
+            raise
         reason = f"{err.code}: {err.message}" if err.message else err.code
         failed = err.body.get("failed") if isinstance(err.body.get("failed"), list) else []
         out.failed = [_failure(f) for f in failed] or [(src.label, reason)]

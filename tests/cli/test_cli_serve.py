@@ -53,18 +53,21 @@ def test_serve_once_seeds_the_demo_and_finds_coffee_first():
     assert "Traceback" not in err and "warning" not in err.lower()
 
 
-def test_serve_requires_its_key_and_stops_cleanly_on_ctrl_c(run, monkeypatch):
+def test_serve_requires_its_key_and_stops_cleanly_on_ctrl_c(run, monkeypatch, tmp_path):
+    photo = write_jpeg(tmp_path / "moon.jpg", sample_bgr("moon"))
     port = closed_port()
     url = f"http://127.0.0.1:{port}"
     proc = serve("--no-demo", "--port", str(port), "--api-key", "s3cret")
     try:
         assert proc.stdout.readline().strip() == f"web page: {url}/"
-        refused = run("list", api=url)
-        assert refused.code == 1
-        assert refused.err_lines == ["pictrace: error: 403 Forbidden (set PICTRACE_API_KEY)"]
+        for args in (["list"], ["add", str(photo), str(photo)]):  # add stops at the first refusal
+            refused = run(*args, api=url)
+            assert refused.code == 1 and refused.out == ""
+            assert refused.err_lines == ["pictrace: error: 403 Forbidden (set PICTRACE_API_KEY)"]
         monkeypatch.setenv("PICTRACE_API_KEY", "s3cret")
+        assert run("add", str(photo), api=url).code == 0
         listed = run("list", "--json", api=url)
-        assert listed.code == 0 and '"total": 0' in listed.out
+        assert listed.code == 0 and '"total": 1' in listed.out
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
