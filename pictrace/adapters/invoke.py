@@ -33,7 +33,9 @@ def lambda_client_config(timeout: float) -> botocore.config.Config:
     return botocore.config.Config(
         read_timeout=timeout,
         connect_timeout=5,
-        retries={"max_attempts": 1, "mode": "standard"},
+        # botocore reads "max_attempts" as retries after the first call; one
+        # call in total leaves every retry (and its count) to LambdaInvoker.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=64,
     )
 
