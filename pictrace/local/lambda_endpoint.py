@@ -98,11 +98,16 @@ class LambdaEndpoint(LoopbackServer):
 
 def _send(req: BaseHTTPRequestHandler, status: int, body: object, headers: dict[str, str]) -> None:
     data = json.dumps(body).encode()
-    req.send_response(status)
-    req.send_header("Content-Type", "application/json")
-    req.send_header("Content-Length", str(len(data)))
-    req.send_header("X-Amz-Executed-Version", "$LATEST")
-    for k, v in headers.items():
-        req.send_header(k, v)
-    req.end_headers()
-    req.wfile.write(data)
+    try:
+        req.send_response(status)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(data)))
+        req.send_header("X-Amz-Executed-Version", "$LATEST")
+        for k, v in headers.items():
+            req.send_header(k, v)
+        req.end_headers()
+        req.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        # The caller stopped waiting (its read timeout); Lambda too finishes
+        # the invocation and drops the answer.
+        req.close_connection = True
