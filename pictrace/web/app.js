@@ -243,12 +243,12 @@ function renderResults(answer, totalMs) {
   const q = answer.query || {};
   const img = $("#query-image");
   if (img.dataset.source !== "file" && (q.stored_url || q.image_url)) img.src = q.stored_url || q.image_url;
-  $("#query-meta").replaceChildren(
+  const meta = [
     h("span", {}, `${(q.format || "").toUpperCase()} · ${q.width}×${q.height} · ${formatBytes(q.bytes || 0)}`),
-    h("br"),
     h("code", { title: q.sha256 }, `sha256 ${shortId(q.sha256)}`),
-    q.page_url ? h("span", {}, h("br"), h("a", { href: q.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page")) : null,
-  );
+  ];
+  if (q.page_url) meta.push(h("a", { href: q.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page"));
+  $("#query-meta").replaceChildren(...meta);
   const c = answer.counts || {};
   $("#search-summary").textContent =
     `Compared with ${plural(c.scored_candidates || 0, "catalog image")} in ${plural(c.batches || 0, "batch", "batches")}` +
@@ -352,6 +352,7 @@ async function openMatch(result, query) {
   $("#match-loading").hidden = false;
   $("#match-messages").replaceChildren();
   $("#match-title").textContent = `#${result.rank} · ${result.name || shortId(result.id)}`;
+  $("#match-right-label").textContent = `Right: ${result.name || "the catalog image"}`;
   $("#match-info").replaceChildren(
     h("span", { class: `score ${scoreClass(result.score)}` }, `score ${fmt3(result.score)}`),
     h("span", {}, `SSIM ${fmt3(result.scores.ssim)} · ORB ${fmt3(result.scores.orb)} · Hist ${fmt3(result.scores.hist)}`),
@@ -470,7 +471,7 @@ function catalogCard(rec) {
       { class: "cat-body" },
       h("span", { class: "cat-name", title: rec.id }, name),
       h("span", { class: "cat-meta" }, `${(rec.format || "").toUpperCase()} · ${rec.width}×${rec.height} · ${formatBytes(rec.bytes || 0)}`),
-      added ? h("time", { class: "cat-meta", datetime: added.toISOString() }, added.toLocaleString()) : null,
+      added ? h("time", { class: "cat-meta", datetime: added.toISOString() }, added.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })) : null,
     ),
     h(
       "button",
@@ -504,7 +505,8 @@ async function loadCatalog(reset) {
   try {
     const page = await Api.listImages(reset ? null : catalog.cursor);
     if (reset) grid.replaceChildren();
-    grid.append(...page.images.map(catalogCard));
+    const shown = new Set([...grid.children].map((c) => c.dataset.id));
+    grid.append(...page.images.filter((r) => !shown.has(r.id)).map(catalogCard));
     catalog.loaded = true;
     catalog.cursor = page.next_cursor;
     catalog.total = page.total;
@@ -599,10 +601,14 @@ async function addToCatalog({ files = [], urls = [] }) {
   }
   if (added.length) {
     await loadCatalog(true);
+    // The list is ordered by id: a new image may sit on a later page, so show it first.
+    const grid = $("#catalog-grid");
     for (const a of added) {
-      const card = document.querySelector(`.cat-card[data-id="${CSS.escape(a.id)}"]`);
-      if (card) card.classList.add("fresh");
+      let card = grid.querySelector(`.cat-card[data-id="${CSS.escape(a.id)}"]`);
+      if (!card) grid.prepend((card = catalogCard(a)));
+      card.classList.add("fresh");
     }
+    showTotal();
   }
   const created = added.filter((a) => a.created).length;
   if (added.length) {

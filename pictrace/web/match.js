@@ -60,12 +60,15 @@ function drawMatches(canvas, left, right, pairs, { lines = true, maxHeight = 560
   ctx.drawImage(left, plan.left.x, plan.left.y, plan.left.w, plan.left.h);
   ctx.drawImage(right, plan.right.x, plan.right.y, plan.right.w, plan.right.h);
   const radius = Math.max(2.5, Math.min(4, plan.height / 140));
+  // Many pairs make a thicket: thinner, fainter lines keep the images readable.
+  const lineAlpha = pairs.length > 100 ? 0.55 : 0.85;
+  const lineWidth = pairs.length > 100 ? 1 : 1.5;
   pairs.forEach(([qx, qy, cx, cy], i) => {
     const a = [plan.left.x + qx * plan.left.w, plan.left.y + qy * plan.left.h];
     const b = [plan.right.x + cx * plan.right.w, plan.right.y + cy * plan.right.h];
     if (lines) {
-      ctx.strokeStyle = pairColour(i, 0.85);
-      ctx.lineWidth = 1.25;
+      ctx.strokeStyle = pairColour(i, lineAlpha);
+      ctx.lineWidth = lineWidth;
       ctx.beginPath();
       ctx.moveTo(a[0], a[1]);
       ctx.lineTo(b[0], b[1]);

@@ -7,6 +7,7 @@ Screenshots land in tests/e2e/artifacts/.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -135,7 +136,7 @@ def seeded(stack, empty_catalog) -> dict[str, str]:
 
 def shot(page, name: str, **kw) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), **kw)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), animations="disabled", **kw)
 
 
 def write_query(tmp_path: Path) -> tuple[Path, bytes]:
@@ -201,6 +202,12 @@ def test_search_by_upload_ranks_the_original_first_and_draws_its_keypoints(stack
     shot(page, "match-view")
     page.keyboard.press("Escape")
     assert page.locator("#match-dialog").is_hidden()
+
+    # The same results on a phone, in the dark scheme.
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "search-results-phone-dark", full_page=True)
 
 
 def test_catalog_lists_adds_and_deletes_through_the_page(stack, seeded, page, tmp_path):
@@ -419,3 +426,111 @@ def test_a_large_file_goes_through_a_presigned_upload(stack, empty_catalog, page
     # The add itself names the upload instead of carrying the bytes.
     add = json.loads(traffic.bodies[stack.api_url + "/images"])
     assert add["s3_key"] == urlsplit(puts[0]).path.split("/", 2)[2]
+
+
+@pytest.fixture
+def held_scoring(stack):
+    """Scoring calls wait until the test sets the returned event."""
+    release = threading.Event()
+
+    def hold(name: str, event: dict) -> None:
+        if name == "ScoreFunction":
+            release.wait(timeout=60)
+
+    stack.lambdas.hook = hold
+    yield release
+    release.set()
+    stack.lambdas.hook = None
+
+
+def test_progress_is_shown_while_a_search_runs(stack, seeded, page, held_scoring, tmp_path):
+    query_path, _ = write_query(tmp_path)
+    open_page(page, stack)
+    page.set_input_files("#search-file", str(query_path))
+    progress = page.locator("#search-progress")
+    progress.wait_for(state="visible")
+    page.wait_for_function("() => /^\\d+\\.\\d s$/.test(document.querySelector('#search-elapsed').textContent)")
+    assert page.locator("#search-bar").get_attribute("data-mode") in ("busy", "determinate")
+    assert page.locator("#results li.result").count() == 0
+    shot(page, "search-progress")
+
+    held_scoring.set()
+    page.wait_for_selector("#results li.result[data-id]")
+    assert progress.is_hidden()
+    assert result_ids(page)[0] == seeded["chelsea"]
+
+
+def test_a_running_search_can_be_cancelled(stack, seeded, page, held_scoring, tmp_path):
+    query_path, _ = write_query(tmp_path)
+    open_page(page, stack)
+    page.set_input_files("#search-file", str(query_path))
+    page.locator("#search-progress").wait_for(state="visible")
+    page.click("#search-cancel")
+    page.locator("#search-progress").wait_for(state="hidden")
+    held_scoring.set()
+    assert page.locator("#results li.result").count() == 0
+    assert page.locator("#search-messages .message.error").count() == 0
+
+
+def put_file(page, selector: str, event: str, name: str, data: bytes) -> None:
+    """Dispatch a paste or drop event carrying one image file, as the browser would."""
+    page.evaluate(
+        """([selector, event, name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            const target = document.querySelector(selector);
+            const ev = event === "paste"
+                ? new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true })
+                : new DragEvent(event, { dataTransfer: dt, bubbles: true, cancelable: true });
+            target.dispatchEvent(ev);
+        }""",
+        [selector, event, name, base64.b64encode(data).decode()],
+    )
+
+
+def test_paste_searches_and_drop_adds(stack, seeded, page, tmp_path):
+    api = Client(stack.api_url)
+    _, query = write_query(tmp_path)
+    open_page(page, stack)
+    put_file(page, "body", "paste", "pasted.jpg", query)
+    page.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(page)[0] == seeded["chelsea"]
+
+    page.click("#tab-catalog")
+    page.wait_for_selector("#catalog-grid .cat-card")
+    rocket = jpeg(sample_bgr("rocket"))
+    for event in ("dragenter", "dragover", "drop"):
+        put_file(page, "#catalog-drop", event, "dropped-rocket.jpg", rocket)
+    rocket_id = hashlib.sha256(rocket).hexdigest()
+    page.wait_for_selector(f'#catalog-grid .cat-card[data-id="{rocket_id}"]')
+    assert api.get(f"/images/{rocket_id}").body["name"] == "dropped-rocket.jpg"
+    assert page.evaluate("document.body.classList.contains('dragging')") is False
+
+
+def test_a_refused_url_shows_the_api_message(stack, seeded, page):
+    # The API refuses loopback addresses (PICTRACE_ALLOW_PRIVATE_URLS is off), before connecting.
+    url = stack.api_url + "/health"
+    expected = Client(stack.api_url).post("/search", {"url": url})
+    assert expected.status == 400
+    open_page(page, stack)
+    page.fill("#search-url", url)
+    page.press("#search-url", "Enter")
+    alert = page.locator("#search-messages .message.error")
+    alert.wait_for()
+    assert expected.body["message"] in alert.inner_text()
+
+
+def test_the_api_can_be_named_in_the_address(stack, seeded, stage, page, traffic, tmp_path):
+    """?api=<url> sends every call to that API, cross-origin."""
+    query_path, _ = write_query(tmp_path)
+    page.goto(f"{stage.url}/?api={stack.api_url}/")
+    page.wait_for_selector("#health[data-state=ok]")
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(page)[0] == seeded["chelsea"]
+    api_port = urlsplit(stack.api_url).port
+    to_api = {urlsplit(u).path for _, u, _ in traffic.requests if urlsplit(u).port == api_port}
+    assert {"/health", "/search"} <= to_api
+    proxy_port = stage.server.server_address[1]
+    assert [urlsplit(u).path for _, u, _ in traffic.requests if urlsplit(u).port == proxy_port] == ["/Prod/"]
