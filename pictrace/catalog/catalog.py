@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Iterator
 
-from pictrace.adapters.s3 import S3Store
+from pictrace.adapters.s3 import PreconditionFailed, S3Store
 from pictrace.catalog import layout
 from pictrace.catalog.records import ImageRecord
 from pictrace.config import Config
@@ -91,21 +91,29 @@ class Catalog:
             image_url=image_url,
             page_url=page_url,
         )
-        self._write(record, features, data if key is None else None)
-        return Added(record, created=True)
+        return self._write(record, features, data if key is None else None)
 
-    def _write(self, record: ImageRecord, features: ImageFeatures, original: bytes | None) -> None:
+    def _write(self, record: ImageRecord, features: ImageFeatures, original: bytes | None) -> Added:
         sha = record.id
         if original is not None:
             self.store.put(record.key, original, content_type=CONTENT_TYPES[record.format])
         self.store.put(layout.by_key_key(record.key), sha.encode(), content_type="text/plain")
         self.store.put(layout.features_key(sha), features.to_bytes())
-        self.store.put(layout.record_key(sha), record.to_json(), content_type="application/json")
+        try:
+            # Of two adds of the same bytes racing each other, exactly one creates the record.
+            self.store.put(
+                layout.record_key(sha), record.to_json(), content_type="application/json", if_none_match=True
+            )
+            created = True
+        except PreconditionFailed:
+            record, created = self.find(sha) or record, False
         # The pending row makes the image searchable; it goes last so that a
-        # search never sees a row whose features are not stored yet.
+        # search never sees a row whose features are not stored yet.  Both
+        # racing adds write it, so each caller can search as soon as it returns.
         pending = Shard.build([(features, record.shard_meta())])
         self.store.put(layout.pending_key(sha), pending.to_bytes())
         self.store.delete(layout.tombstone_key(sha))
+        return Added(record, created=created)
 
     def index_object(self, key: str) -> Added:
         """Index an original that was dropped into ``catalog/`` (S3 ObjectCreated)."""

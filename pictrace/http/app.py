@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 
 from pictrace.errors import PicTraceError
 from pictrace.http import images, search, site
+
+# Most routes publish no metric; Powertools would warn about that on every request.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger()
 tracer = Tracer()

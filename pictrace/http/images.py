@@ -34,7 +34,7 @@ def add_images() -> Response:
             continue
         try:
             result = s.catalog.add(
-                src.data, name=parsed.filename or src.name, image_url=src.image_url, page_url=src.page_url
+                src.data, name=parsed.filename or _name(fields) or src.name, image_url=src.image_url, page_url=src.page_url
             )
         except PicTraceError as exc:
             if len(sources) == 1:
@@ -52,6 +52,13 @@ def add_images() -> Response:
         content_type=content_types.APPLICATION_JSON,
         body={"ids": [a["id"] for a in added], "images": added, "failed": failed},
     )
+
+
+def _name(fields: dict) -> str:
+    name = fields.get("name", "")
+    if not isinstance(name, str):
+        raise BadRequest("name must be a string")
+    return name
 
 
 @router.get("/images")

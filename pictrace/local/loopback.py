@@ -35,7 +35,8 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a loop that was never started
+            self.server.shutdown()
         self.server.server_close()
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:

@@ -69,6 +69,13 @@ class LocalStack:
     # --- lifecycle -----------------------------------------------------------
 
     def start(self) -> "LocalStack":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # nothing half-started keeps running or keeps the environment
+            raise
+
+    def _start(self) -> "LocalStack":
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -115,9 +122,13 @@ class LocalStack:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
-        self.gateway.stop()
-        self.lambdas.stop()
-        self.s3_server.stop()
+        for part in ("gateway", "lambdas", "s3_server"):
+            server = getattr(self, part, None)
+            if server is not None:
+                try:
+                    server.stop()
+                except Exception:  # stopping one part must not keep the others running
+                    pass
         runtime.services.cache_clear()
         for k, v in self._saved_env.items():
             if v is None:
