@@ -69,7 +69,8 @@ ensure_docker() {
     command -v dockerd >/dev/null || die "no Docker daemon and no dockerd; install docker.io"
     log "starting dockerd (log: $CACHE_DIR/dockerd.log)"
     # --ip-masq=false: nothing run here needs to reach beyond this machine.
-    setsid dockerd --ip-masq=false >"$CACHE_DIR/dockerd.log" 2>&1 </dev/null &
+    # 9>&-: the daemon outlives this script and must not inherit its lock.
+    setsid dockerd --ip-masq=false >"$CACHE_DIR/dockerd.log" 2>&1 </dev/null 9>&- &
     for _ in $(seq 1 90); do
         docker info >/dev/null 2>&1 && return 0
         sleep 1
@@ -158,12 +159,16 @@ build_rootfs() {
         --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' \
         -cf "$work/rootfs.tar" .
     mv "$work/rootfs.tar" "$ROOTFS_TAR"
+    # Trees built by earlier versions of this script are dead weight now.
+    find "$CACHE_DIR" -maxdepth 1 -name 'rootfs-*.tar' ! -name "${ROOTFS_TAR##*/}" -delete
     unmount_under "$rootfs"
     rm -rf --one-file-system "$work"
     trap - EXIT
 }
 
 import_image() {
+    local previous
+    previous="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null)" || previous=""
     log "importing $ROOTFS_TAR as $IMAGE"
     docker import \
         --change "LABEL $KEY_LABEL=$KEY" \
@@ -176,6 +181,10 @@ import_image() {
         --change 'WORKDIR /var/task' \
         --change 'ENTRYPOINT ["/lambda-entrypoint.sh"]' \
         - "$IMAGE" <"$ROOTFS_TAR" >/dev/null
+    # The replaced image is left untagged; drop it unless a container uses it.
+    if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]; then
+        docker rmi "$previous" >/dev/null 2>&1 || true
+    fi
 }
 
 main() {

@@ -24,6 +24,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROJECT_PATHS = ("template.yaml", "samconfig.toml", "layers", "functions", "pictrace")
 
 LAMBDA_IMAGE = "pictrace/lambda-python3.13:local"
+# Set by scripts/lambda-image/build.sh on the image it imports.
+IMAGE_LABEL = "org.pictrace.rootfs-key"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,15 +127,29 @@ def project_build(project_copy: Path, sam_env: dict[str, str]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lambda_image(sam_env: dict[str, str]) -> str:
-    """Build (or reuse) the stand-in Lambda image; return its name.
+def lambda_image(sam_env: dict[str, str]) -> Iterator[str]:
+    """Build (or reuse) the stand-in Lambda image; yield its name.
 
-    The builder starts dockerd itself when no daemon answers.
+    The builder starts dockerd itself when no daemon answers. `sam local`
+    rebuilds an image with the layers on top of this one at every invoke;
+    those inherit the base image's label, which is how teardown finds them.
     """
     require_tools("docker", "debootstrap")
     run(["bash", str(REPO_ROOT / "scripts" / "lambda-image" / "build.sh"), "--tag", LAMBDA_IMAGE],
         env=sam_env, timeout=1800)
-    return LAMBDA_IMAGE
+    base_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", LAMBDA_IMAGE], env=sam_env).stdout.strip()
+    try:
+        yield LAMBDA_IMAGE
+    finally:
+        listed = subprocess.run(
+            ["docker", "images", "-q", "--no-trunc", "--filter", f"label={IMAGE_LABEL}"],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+        ).stdout.split()
+        derived = sorted(set(listed) - {base_id})
+        if derived:
+            # Images still used by a container are kept: no --force.
+            subprocess.run(["docker", "rmi", *derived], capture_output=True,
+                           stdin=subprocess.DEVNULL, check=False)
 
 
 @pytest.fixture(scope="session")
