@@ -163,15 +163,25 @@ function openSettings() {
   $("#settings").showModal();
 }
 
-$("#open-settings").addEventListener("click", openSettings);
-$("#settings").addEventListener("close", () => {
-  const choice = $("#settings").returnValue;
+/** Apply the Settings choice: "save", "clear" or "cancel". */
+function applySettings(choice) {
   if (choice === "save") setApiKey($("#settings-key").value.trim());
   if (choice === "clear") setApiKey("");
   if (choice === "save" || choice === "clear") {
     toast(choice === "save" ? "Settings saved" : "API key forgotten");
     if (activeTab() === "catalog") loadCatalog(true);
   }
+}
+
+$("#open-settings").addEventListener("click", openSettings);
+// Applied on submit, before the dialog closes, so the key is in place at once.
+$("#settings-form").addEventListener("submit", (e) => applySettings(e.submitter ? e.submitter.value : "cancel"));
+// Enter in the key field saves (implicit submission would pick the first button, "Forget key").
+$("#settings-key").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter") return;
+  e.preventDefault();
+  applySettings("save");
+  $("#settings").close("save");
 });
 
 /** Open Settings when the API refused the key. */
@@ -211,8 +221,9 @@ async function runSearch(source) {
     renderResults(answer, prog.done());
   } catch (err) {
     prog.done();
+    $("#search-results").hidden = true;
+    $("#results").replaceChildren();
     if (err.name !== "AbortError") {
-      $("#search-results").hidden = !lastAnswer;
       showError(messages, err, "Search");
       maybeAskForKey(err);
     }
@@ -231,15 +242,15 @@ function showQueryPreview(source) {
   img.src = queryPreviewUrl || source.url;
   img.dataset.source = source.file ? "file" : "url";
   $("#query-meta").textContent = source.file ? `${source.file.name || "pasted image"} · ${formatBytes(source.file.size)}` : source.url;
-  $("#results").replaceChildren();
+  // Placeholders where the results will appear.
+  const k = Math.min(Number($("#search-k").value) || 5, 10);
+  $("#results").replaceChildren(...Array.from({ length: k }, () => h("li", { class: "placeholder", "aria-hidden": "true" })));
+  $("#results-title").textContent = "Searching…";
   $("#search-summary").textContent = "";
   $("#search-results").hidden = false;
 }
 
-let lastAnswer = null;
-
 function renderResults(answer, totalMs) {
-  lastAnswer = answer;
   const q = answer.query || {};
   const img = $("#query-image");
   if (img.dataset.source !== "file" && (q.stored_url || q.image_url)) img.src = q.stored_url || q.image_url;

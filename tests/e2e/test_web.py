@@ -313,6 +313,7 @@ class StageProxy:
     def __init__(self, upstream: str, prefix: str = "/Prod") -> None:
         self.upstream = upstream
         self.prefix = prefix
+        self.api_key: str | None = None  # when set, required as the template requires it
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -338,10 +339,18 @@ class StageProxy:
     def forward(self, req: BaseHTTPRequestHandler) -> None:
         body = req.rfile.read(int(req.headers.get("Content-Length") or 0))
         path, _, query = req.path.partition("?")
+        inner = path[len(self.prefix):] or "/"
         if path != self.prefix and not path.startswith(self.prefix + "/"):
             status, headers, data = 403, {"Content-Type": "application/json"}, b'{"message":"Missing Authentication Token"}'
+        elif (
+            self.api_key is not None
+            and req.command != "OPTIONS"
+            and inner not in ("/", "/health")
+            and req.headers.get("X-Api-Key") != self.api_key
+        ):
+            status, headers, data = 403, {"Content-Type": "application/json"}, b'{"message":"Forbidden"}'
         else:
-            target = self.upstream + (path[len(self.prefix):] or "/") + (f"?{query}" if query else "")
+            target = self.upstream + inner + (f"?{query}" if query else "")
             sent = {k: v for k, v in req.headers.items() if k.lower() not in ("host", "content-length", "connection")}
             upstream = urllib.request.Request(target, data=body or None, method=req.command, headers=sent)
             try:
@@ -534,3 +543,21 @@ def test_the_api_can_be_named_in_the_address(stack, seeded, stage, page, traffic
     assert {"/health", "/search"} <= to_api
     proxy_port = stage.server.server_address[1]
     assert [urlsplit(u).path for _, u, _ in traffic.requests if urlsplit(u).port == proxy_port] == ["/Prod/"]
+
+
+def test_a_missing_api_key_asks_for_one(stack, seeded, stage, page, tmp_path):
+    stage.api_key = "stage-key-1"
+    query_path, _ = write_query(tmp_path)
+    page.goto(stage.url + "/")
+    page.wait_for_selector("#health[data-state=ok]")
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#settings[open]")
+    assert "Forbidden" in page.locator("#search-messages .message.error").inner_text()
+    shot(page, "api-key-needed")
+
+    page.fill("#settings-key", "stage-key-1")
+    page.press("#settings-key", "Enter")
+    page.locator("#settings").wait_for(state="hidden")
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(page)[0] == seeded["chelsea"]
