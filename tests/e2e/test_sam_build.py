@@ -128,9 +128,11 @@ def test_usage_plan_and_key_exist_only_with_require_api_key() -> None:
     assert not usage & without_key
 
 
-def test_api_accepts_binary_images_and_multipart() -> None:
+def test_api_passes_image_and_upload_bodies_through_as_binary() -> None:
     body = translate("false")["PicTraceApi"]["Properties"]["Body"]
-    assert set(body["x-amazon-apigateway-binary-media-types"]) == {"image/*", "multipart/form-data"}
+    assert set(body["x-amazon-apigateway-binary-media-types"]) == {
+        "image/*", "multipart/form-data", "application/octet-stream"
+    }
 
 
 def test_functions_share_runtime_settings_and_environment() -> None:
