@@ -101,9 +101,10 @@ function progress(prefix) {
       bar.firstElementChild.style.width = `${pct}%`;
       stage.textContent = fraction < 1 ? `Uploading… ${pct}%` : stage.textContent;
     },
-    done() {
+    /** Stop the clock; hide the block unless a newer task took it over. */
+    done(hide = true) {
       clearInterval(timer);
-      block.hidden = true;
+      if (hide) block.hidden = true;
       return performance.now() - started;
     },
   };
@@ -220,7 +221,10 @@ async function runSearch(source) {
     prog.stage("Comparing with the catalog…");
     renderResults(answer, prog.done());
   } catch (err) {
-    prog.done();
+    // A newer search owns the shared progress block and results area now.
+    const superseded = searchAbort !== abort;
+    prog.done(!superseded);
+    if (superseded) return;
     $("#search-results").hidden = true;
     $("#results").replaceChildren();
     if (err.name !== "AbortError") {
@@ -228,8 +232,10 @@ async function runSearch(source) {
       maybeAskForKey(err);
     }
   } finally {
-    $("#search-results").removeAttribute("aria-busy");
-    if (searchAbort === abort) searchAbort = null;
+    if (searchAbort === abort) {
+      searchAbort = null;
+      $("#search-results").removeAttribute("aria-busy");
+    }
   }
 }
 
@@ -405,10 +411,20 @@ function redrawMatch() {
 }
 
 $("#match-lines").addEventListener("change", redrawMatch);
-new ResizeObserver(() => redrawMatch()).observe($("#match-stage"));
+let stageWidth = 0;
+new ResizeObserver(([entry]) => {
+  // Redrawing changes the stage's height; only a new width needs a new layout.
+  if (Math.round(entry.contentRect.width) === stageWidth) return;
+  stageWidth = Math.round(entry.contentRect.width);
+  redrawMatch();
+}).observe($("#match-stage"));
 for (const dialog of document.querySelectorAll("dialog")) {
-  // A click on the backdrop (the dialog element itself, outside its content) closes it.
-  dialog.addEventListener("click", (e) => e.target === dialog && dialog.close("cancel"));
+  // A click on the backdrop closes the dialog; the backdrop's clicks target the dialog itself.
+  dialog.addEventListener("click", (e) => {
+    const box = dialog.getBoundingClientRect();
+    const inside = e.clientX >= box.left && e.clientX <= box.right && e.clientY >= box.top && e.clientY <= box.bottom;
+    if (e.target === dialog && !inside) dialog.close("cancel");
+  });
   for (const button of dialog.querySelectorAll("[data-close]")) button.addEventListener("click", () => dialog.close("cancel"));
 }
 $("#match-dialog").addEventListener("close", () => match.token++);

@@ -46,8 +46,10 @@ function pairColour(i, alpha) {
 
 /** Draw the two images and the pairs on the canvas, sized for its container. */
 function drawMatches(canvas, left, right, pairs, { lines = true, maxHeight = 560 } = {}) {
-  const box = canvas.parentElement.getBoundingClientRect();
-  const plan = matchLayout(left, right, Math.max(200, box.width), maxHeight);
+  const stage = canvas.parentElement;
+  const style = getComputedStyle(stage);
+  const width = stage.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const plan = matchLayout(left, right, Math.max(200, width), maxHeight);
   const dpr = window.devicePixelRatio || 1;
   canvas.width = Math.round(plan.width * dpr);
   canvas.height = Math.round(plan.height * dpr);

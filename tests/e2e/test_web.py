@@ -184,7 +184,17 @@ def test_search_by_upload_ranks_the_original_first_and_draws_its_keypoints(stack
     )
     shot(page, "search-results", full_page=True)
 
-    first.locator(".result-open").click()
+    # Every control has an accessible name.
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+            .map(e => e.outerHTML.slice(0, 80))"""
+    )
+    assert unnamed == []
+
+    # Open the best match from the keyboard.
+    first.locator(".result-open").focus()
+    page.keyboard.press("Enter")
     canvas = page.locator("#match-canvas[data-state=ready]")
     canvas.wait_for()
     pairs = int(canvas.get_attribute("data-pairs"))
@@ -213,7 +223,10 @@ def test_search_by_upload_ranks_the_original_first_and_draws_its_keypoints(stack
 def test_catalog_lists_adds_and_deletes_through_the_page(stack, seeded, page, tmp_path):
     api = Client(stack.api_url)
     open_page(page, stack)
-    page.click("#tab-catalog")
+    page.focus("#tab-search")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.id") == "tab-catalog"
+    assert page.locator("#panel-search").is_hidden()
     page.wait_for_function(f"() => document.querySelectorAll('#catalog-grid .cat-card').length === {len(SEEDS)}")
     listed = page.eval_on_selector_all("#catalog-grid .cat-card", "els => els.map(e => e.dataset.id)")
     assert sorted(listed) == sorted(seeded.values())
