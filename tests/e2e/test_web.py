@@ -574,3 +574,17 @@ def test_a_missing_api_key_asks_for_one(stack, seeded, stage, page, tmp_path):
     page.set_input_files("#search-file", str(query_path))
     page.wait_for_selector("#results li.result[data-id]")
     assert result_ids(page)[0] == seeded["chelsea"]
+
+
+def test_the_page_is_one_document_under_a_strict_policy(stack, page, traffic):
+    response = page.goto(stack.api_url + "/")
+    page.wait_for_selector("#health[data-state=ok]")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'sha256-" in policy and "unsafe" not in policy
+    # Styles and scripts are inlined: loading the page fetches nothing else.
+    assert [urlsplit(u).path for _, u, _ in traffic.requests] == ["/", "/health"]
+    # A script injected later is not in the policy, so it does not run.
+    page.evaluate(
+        """() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1'; document.body.append(s); }"""
+    )
+    assert page.evaluate("window.injected") is None
