@@ -54,7 +54,9 @@ function setApiKey(value) {
 /** An API failure carrying the HTTP status and the API's JSON error body. */
 class ApiError extends Error {
   constructor(status, body, fallback) {
-    const message = (body && (body.message || body.Message)) || fallback || `request failed (HTTP ${status})`;
+    let message = (body && (body.message || body.Message)) || fallback || `request failed (HTTP ${status})`;
+    // API Gateway's own 403 only says "Forbidden": say what to do about it.
+    if (status === 403 && !(body && body.error)) message += " (this API needs a valid API key: set it in Settings)";
     super(message);
     this.status = status;
     this.code = (body && body.error) || (status === 403 ? "forbidden" : status ? `http_${status}` : "network");
@@ -93,7 +95,7 @@ function request(path, opts = {}) {
         body = null;
       }
       if (xhr.status >= 200 && xhr.status < 300) resolve(body || {});
-      else reject(new ApiError(xhr.status, body, xhr.status === 403 ? "forbidden: set a valid API key in Settings" : ""));
+      else reject(new ApiError(xhr.status, body));
     };
     xhr.send(opts.body === undefined ? null : opts.body);
   });

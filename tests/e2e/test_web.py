@@ -565,7 +565,8 @@ def test_a_missing_api_key_asks_for_one(stack, seeded, stage, page, tmp_path):
     page.wait_for_selector("#health[data-state=ok]")
     page.set_input_files("#search-file", str(query_path))
     page.wait_for_selector("#settings[open]")
-    assert "Forbidden" in page.locator("#search-messages .message.error").inner_text()
+    refusal = page.locator("#search-messages .message.error").inner_text()
+    assert "Forbidden" in refusal and "API key" in refusal
     shot(page, "api-key-needed")
 
     page.fill("#settings-key", "stage-key-1")
