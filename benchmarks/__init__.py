@@ -1,0 +1,1 @@
+"""Accuracy and speed benchmark for PicTrace (run with ``python -m benchmarks.run``)."""
