@@ -180,7 +180,7 @@ def wait_ready(name: str, env: dict[str, str], timeout: float = 90) -> None:
 
 
 @pytest.fixture(scope="module")
-def standin(project_build: Path, lambda_image: str, docker_network: str, standin_site: Path,
+def standin(lambda_image: str, docker_network: str, project_build: Path, standin_site: Path,
             sam_env: dict[str, str], run_cmd) -> Iterator[Standin]:
     """Start the AWS stand-in on the test network, with the bucket created; remove it afterwards.
 
@@ -281,6 +281,11 @@ class Flow:
         without a final newline) and its own messages and the function's logs
         to stderr; a handler exception comes back as an errorType/errorMessage
         reply with exit status 0.
+
+        Each call takes 15 to 25 s, most of it SAM re-tarring the 200 MB of
+        layers into a fresh image: it rebuilds whenever a layer is defined in
+        the template, and no `sam local invoke` option turns that off (warm
+        containers exist only for `sam local start-lambda`/`start-api`).
         """
         started = time.monotonic()
         proc = self.run_cmd(self.command(function, event), env=self.env,
@@ -311,8 +316,9 @@ def invoke_environment(sam_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def flow(project_build: Path, standin: Standin, docker_network: str, lambda_image: str,
+def flow(lambda_image: str, standin: Standin, docker_network: str, project_build: Path,
          sam_env: dict[str, str], run_cmd) -> Iterator[Flow]:
+    """The step runner; the image fixture comes first so missing tools skip (or fail) early."""
     template, env_vars = local_env.write_local_files(project_build, standin.name, BUCKET)
     started = time.monotonic()
     flow = Flow(template, env_vars, docker_network, lambda_image, invoke_environment(sam_env), standin, run_cmd)
