@@ -97,6 +97,7 @@ def search(catalog: Catalog, invoker: Invoker, data: bytes, *, k: int, ranking: 
             "height": query.features.height,
             "bytes": len(data),
             "s3_key": query_s3_key,
+            "stored_url": catalog.store.presign_get(query_s3_key, config.presign_ttl),
         },
         "k": k,
         "ranking": ranking,

@@ -67,8 +67,9 @@ def list_images() -> dict:
     limit = int_param(router, "limit", 50, 1, s.config.list_page_max)
     cursor = router.current_event.get_query_string_value("cursor", None) or None
     page = s.catalog.page(limit, cursor)
+    ttl = s.config.presign_ttl
     return {
-        "images": [r.public() for r in page.records],
+        "images": [{**r.public(), "stored_url": s.catalog.image_url(r), "expires_in": ttl} for r in page.records],
         "count": len(page.records),
         "total": page.total,
         "next_cursor": page.next_cursor,

@@ -163,3 +163,12 @@ def test_incoming_drop_writes_results(api, stack, empty_catalog):
     stack.sync_notifications()
     body = json.loads(stack.s3.get_object(Bucket=stack.bucket, Key="results/horse query.png.json")["Body"].read())
     assert body["results"][0]["id"] == image_id
+
+
+def test_listing_and_search_carry_short_lived_urls(api, empty_catalog):
+    add(api, "rocket")
+    item = api.get("/images").body["images"][0]
+    assert "X-Amz-Expires=300" in item["stored_url"] and item["expires_in"] == 300
+    query = api.post("/search", jpeg(sample_bgr("rocket"), quality=60), "image/jpeg").body["query"]
+    with urllib.request.urlopen(query["stored_url"]) as resp:
+        assert resp.read() == jpeg(sample_bgr("rocket"), quality=60)
