@@ -376,8 +376,11 @@ def test_03_api_get_image(flow: Flow) -> None:
     status, body = flow.api("api-get-image.json")
     assert status == 200, body
     assert body["id"] == COFFEE_ID and body["width"] == 160
-    # Presigned for the endpoint the function was given, not for AWS.
-    assert body["stored_url"].startswith(f"http://{flow.standin.name}:{local_env.S3_PORT}/")
+    # Presigned for the endpoint the function was given, not for AWS, and
+    # signed with the dummy key from --env-vars rather than the host's.
+    url = body["stored_url"]
+    assert url.startswith(f"http://{flow.standin.name}:{local_env.S3_PORT}/{BUCKET}/")
+    assert f"X-Amz-Credential={local_env.standin_variables('', '')['AWS_ACCESS_KEY_ID']}%2F" in url
 
 
 def test_04_api_list_images(flow: Flow) -> None:
