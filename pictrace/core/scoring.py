@@ -49,6 +49,16 @@ RANKINGS = ("default", "seed")
 RATIO = 0.75
 DEFAULT_SHORTLIST = 48
 _HIST_N = HIST_BINS**3
+# ORB shares in the default ranking count at least this many query keypoints.
+ORB_MIN_KEYPOINTS = 50
+# A query whose histogram has this share of its (squared) mass on the grey
+# diagonal B = G = R is treated as colourless.
+COLOURLESS_SHARE = 0.99
+_BINS = np.arange(_HIST_N)
+_B, _G, _R = _BINS // HIST_BINS**2, (_BINS // HIST_BINS) % HIST_BINS, _BINS % HIST_BINS
+_GREY = (_B == _G) & (_G == _R)
+# ITU-R BT.601 weights, as OpenCV's BGR-to-gray conversion uses.
+_LUMA_BIN = np.clip(np.rint(0.114 * _B + 0.587 * _G + 0.299 * _R), 0, HIST_BINS - 1).astype(np.intp)
 
 DetailLoader = Callable[[Sequence[str]], Mapping[str, ImageFeatures]]
 
@@ -93,14 +103,29 @@ class Match:
         )
 
 
+@dataclass(frozen=True)
+class Centred:
+    """A dense vector minus its mean, with its norm: one side of a correlation."""
+
+    values: np.ndarray
+    norm: float
+
+    @classmethod
+    def of(cls, dense: np.ndarray) -> "Centred":
+        values = dense.astype(np.float64) - dense.mean()
+        return cls(values, float(np.linalg.norm(values)))
+
+
 @dataclass(eq=False)
 class Query:
     """A query image's features plus what scoring derives from them once."""
 
     features: ImageFeatures
     gist_variants: np.ndarray = field(init=False)  # (8, 1024) float32
-    hist_centered: np.ndarray = field(init=False)  # (32768,) float32
-    hist_norm: float = field(init=False)
+    hist: Centred = field(init=False)  # the 32^3 histogram, as the original compared it
+    hist_root: Centred = field(init=False)  # its square root (default ranking)
+    colourless: bool = field(init=False)
+    luma_root: Centred = field(init=False)  # square root of the 32-bin brightness histogram
     _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
 
     @property
@@ -112,10 +137,14 @@ class Query:
         self.gist_variants = np.stack(
             [transforms.apply(grid, i).reshape(-1) for i in range(len(transforms.DIHEDRAL))]
         )
-        dense = np.zeros(_HIST_N, np.float32)
-        dense[self.features.hist_index] = self.features.hist_value
-        self.hist_centered = dense - dense.mean()
-        self.hist_norm = float(np.linalg.norm(self.hist_centered))
+        f = self.features
+        dense = np.zeros(_HIST_N, np.float64)
+        dense[f.hist_index] = f.hist_value
+        self.hist = Centred.of(dense)
+        self.hist_root = Centred.of(np.sqrt(dense))
+        grey_mass = float((dense[_GREY] ** 2).sum())
+        self.colourless = grey_mass >= COLOURLESS_SHARE * float((dense**2).sum())
+        self.luma_root = Centred.of(np.sqrt(_luma(f.hist_index, f.hist_value)))
 
     def ssim_stats(self, index: int) -> SSIMStats:
         if index not in self._ssim:
@@ -225,10 +254,10 @@ def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: di
     # The mirrored keypoints are tried only when the layout says the query
     # is a mirror image of this candidate: matching costs most of the time.
     if transforms.is_mirror(orientation) and query.mirror_descriptors is not None:
-        o = orb_ratio_score(query.mirror_descriptors, cand.descriptors, _bf_knn)
+        o = orb_ratio_score(query.mirror_descriptors, cand.descriptors, _bf_knn, ORB_MIN_KEYPOINTS)
     else:
-        o = orb_ratio_score(query.features.descriptors, cand.descriptors, _bf_knn)
-    h = hist_correlation(query, cand)
+        o = orb_ratio_score(query.features.descriptors, cand.descriptors, _bf_knn, ORB_MIN_KEYPOINTS)
+    h = hist_similarity(query, cand)
     # The query was turned by ``orientation`` to line up with the candidate, so
     # the edit that made the query from the candidate is its inverse.
     return _match(cand.sha256, s, o, h, transforms.name(transforms.inverse(orientation)), meta)
@@ -246,18 +275,47 @@ def _match(cid: str, s: float, o: float, h: float, transform: str, meta: dict) -
 
 
 def hist_correlation(query: Query, cand: ImageFeatures) -> float:
-    """``cv2.compareHist(..., HISTCMP_CORREL)`` of the 32^3 histograms, from the sparse form.
+    """``cv2.compareHist(..., HISTCMP_CORREL)`` of the 32^3 histograms (the original's signal)."""
+    return _sparse_correlation(query.hist, cand.hist_index, cand.hist_value.astype(np.float64))
 
-    With the query centred, sum((a - mean a) * (b - mean b)) reduces to a sum
-    over the candidate's non-zero bins.
+
+def hist_similarity(query: Query, cand: ImageFeatures) -> float:
+    """The default ranking's histogram signal: correlation of square-rooted histograms.
+
+    Raw counts let one dominant bin (a black border, a flat sky) decide the
+    correlation; square roots weigh the whole palette.  A colourless query
+    (a grayscale copy) is compared by brightness alone, since its colours
+    say nothing about the original's.
     """
     vals = cand.hist_value.astype(np.float64)
+    if query.colourless:
+        luma = np.sqrt(_luma(cand.hist_index, vals))
+        return _dense_correlation(query.luma_root, luma)
+    return _sparse_correlation(query.hist_root, cand.hist_index, np.sqrt(vals))
+
+
+def _sparse_correlation(query: Centred, index: np.ndarray, vals: np.ndarray) -> float:
+    # With the query centred, sum((a - mean a) * (b - mean b)) is a sum over
+    # the candidate's non-zero bins only.
     mean_b = vals.sum() / _HIST_N
     var_b = float((vals * vals).sum() - _HIST_N * mean_b * mean_b)
-    if var_b <= 0 or query.hist_norm == 0:
+    if var_b <= 0 or query.norm == 0:
         return 0.0
-    num = float((query.hist_centered[cand.hist_index.astype(np.intp)].astype(np.float64) * vals).sum())
-    return float(num / (query.hist_norm * np.sqrt(var_b)))
+    num = float((query.values[index.astype(np.intp)] * vals).sum())
+    return float(num / (query.norm * np.sqrt(var_b)))
+
+
+def _dense_correlation(query: Centred, b: np.ndarray) -> float:
+    b = b - b.mean()
+    norm_b = float(np.linalg.norm(b))
+    if norm_b == 0 or query.norm == 0:
+        return 0.0
+    return float(query.values @ b / (query.norm * norm_b))
+
+
+def _luma(index: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """32-bin brightness histogram folded from the sparse 32^3 BGR histogram."""
+    return np.bincount(_LUMA_BIN[index.astype(np.intp)], weights=vals, minlength=HIST_BINS)
 
 
 def hist_correlation_dense(a: np.ndarray, b: np.ndarray) -> float:
@@ -265,15 +323,19 @@ def hist_correlation_dense(a: np.ndarray, b: np.ndarray) -> float:
     return float(cv2.compareHist(a.astype(np.float32), b.astype(np.float32), cv2.HISTCMP_CORREL))
 
 
-def orb_ratio_score(query_desc: np.ndarray, cand_desc: np.ndarray, knn: Callable) -> float:
-    """Share of query keypoints whose best match passes Lowe's ratio test."""
+def orb_ratio_score(query_desc: np.ndarray, cand_desc: np.ndarray, knn: Callable, min_keypoints: int = 1) -> float:
+    """Share of query keypoints whose best match passes Lowe's ratio test.
+
+    The share is taken of at least ``min_keypoints``: the original used 1,
+    so a nearly flat query with two keypoints and one lucky match scored 0.5.
+    """
     if len(query_desc) == 0 or len(cand_desc) < 2:
         return 0.0
     good = 0
     for pair in knn(query_desc, cand_desc):
         if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
             good += 1
-    return good / len(query_desc)
+    return good / max(len(query_desc), min_keypoints)
 
 
 def matched_points(query: ImageFeatures, cand: ImageFeatures) -> tuple[list[list[float]], bool]:

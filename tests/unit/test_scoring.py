@@ -166,3 +166,41 @@ def test_match_json_round_trip():
     m = Match(id="x", score=0.5, ssim=0.1, orb=0.2, hist=0.3, transform="rot90", meta={"name": "n"})
     back = Match.from_dict(m.to_dict())
     assert back.scores == m.scores and back.transform == "rot90" and back.meta == {"name": "n"}
+
+
+def test_grayscale_copy_is_compared_by_brightness():
+    from pictrace.core.scoring import hist_similarity
+
+    colour = extract_features(jpeg(sample_bgr("coffee")))
+    other_grey = extract_features(jpeg(sample_bgr("camera")))
+    q = query_from_bytes(jpeg(EDITS["gray"](sample_bgr("coffee"))))
+    assert q.colourless and not query_from_bytes(jpeg(sample_bgr("coffee"))).colourless
+    # the original's raw correlation prefers any grey image; brightness does not
+    assert hist_correlation(q, other_grey) > hist_correlation(q, colour)
+    assert hist_similarity(q, colour) > hist_similarity(q, other_grey)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "rocket"])
+def test_square_root_histograms_are_not_decided_by_black_corners(name):
+    """A perspective warp adds black corners; raw counts then favour any dark-backed image."""
+    from skimage import data
+
+    from pictrace.core.scoring import hist_similarity
+
+    img = sample_bgr(name)
+    h, w = img.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = src + np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * np.float32([w, h]) * 0.12
+    warped = cv2.warpPerspective(img, cv2.getPerspectiveTransform(src, dst), (w, h))
+    q = query_from_bytes(jpeg(warped))
+    original = extract_features(jpeg(img))
+    wheel = extract_features(jpeg(cv2.cvtColor(data.colorwheel(), cv2.COLOR_RGB2BGR)))
+    assert hist_correlation(q, wheel) > hist_correlation(q, original)
+    assert hist_similarity(q, original) > hist_similarity(q, wheel)
+
+
+def test_orb_share_counts_at_least_the_minimum_keypoints():
+    f = extract_features(jpeg(sample_bgr("astronaut")))
+    few = f.descriptors[:2]
+    assert orb_ratio_score(few, f.descriptors, _flann_knn) >= 0.5
+    assert orb_ratio_score(few, f.descriptors, _flann_knn, min_keypoints=50) <= 2 / 50
