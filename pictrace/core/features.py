@@ -35,6 +35,11 @@ GIST_SIDE = 32
 HIST_BINS = 32
 CHIST_BINS = 8
 
+# JPEGs are decoded at 1/2, 1/4 or 1/8 scale while the result keeps at least
+# this many pixels on its long side: decoding is most of the cost of ingest,
+# and a 960-pixel square loses nothing the 1024-pixel one would keep.
+DECODE_SIDE = ORB_SIDE * 3 // 4
+
 FEATURES_FORMAT = "pictrace-features"
 FEATURES_VERSION = 1
 
@@ -135,7 +140,7 @@ def extract_features(data: bytes, *, max_pixels: int = 50_000_000) -> ImageFeatu
     Raises the decode errors (``InvalidImage`` and subclasses) for bad input.
     """
     info = probe(data)
-    image = decode(data, max_pixels=max_pixels, max_side=ORB_SIDE)
+    image = decode(data, max_pixels=max_pixels, max_side=DECODE_SIDE)
     return features_from_image(image, hashlib.sha256(data).hexdigest(), original_size=info.oriented_size)
 
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from pictrace.core import transforms
 from pictrace.core.features import (
+    DECODE_SIDE,
     GIST_SIDE,
-    ORB_SIDE,
     HIST_BINS,
     ImageFeatures,
     dense_histogram,
@@ -158,7 +158,7 @@ def query_from_bytes(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
     Raises the decode errors (``InvalidImage`` and subclasses) for bad input.
     """
     info = probe(data)
-    image = decode(data, max_pixels=max_pixels, max_side=ORB_SIDE)
+    image = decode(data, max_pixels=max_pixels, max_side=DECODE_SIDE)
     return query_from_image(image, hashlib.sha256(data).hexdigest(), info.oriented_size)
 
 
