@@ -6,12 +6,17 @@ AWS (binary media types ``image/*``, ``multipart/form-data`` and
 as the template declares them) and turns the function's answer back into an
 HTTP response.  Like API Gateway it enforces the 10 MB payload limit, answers
 502 when the function fails, and checks ``X-Api-Key`` when a key is set.
+
+Requests are received concurrently but the API function handles one at a
+time, as one Lambda execution environment does: Powertools keeps the current
+event in shared state, so two invocations at once would read each other's.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import traceback
 import uuid
@@ -68,6 +73,7 @@ class ApiGateway(LoopbackServer):
         super().__init__(host, port)
         self.handler = handler
         self.api_key = api_key
+        self._environment = threading.Lock()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
@@ -84,7 +90,8 @@ class ApiGateway(LoopbackServer):
             return _reply(req, 403, {"content-type": ["application/json"]}, b'{"message":"Forbidden"}')
         event = proxy_event(req.command, req.path, headers, body, req.client_address[0])
         try:
-            result = self.handler(event, LambdaContext("ApiFunction", event["requestContext"]["requestId"]))
+            with self._environment:
+                result = self.handler(event, LambdaContext("ApiFunction", event["requestContext"]["requestId"]))
             status = int(result["statusCode"])
             out_headers: dict[str, list[str]] = {k.lower(): [str(v)] for k, v in (result.get("headers") or {}).items()}
             for k, values in (result.get("multiValueHeaders") or {}).items():
