@@ -6,6 +6,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default backlog of 5 overflows when a few dozen clients
+    # connect at once, and the kernel then resets the connections it dropped.
+    request_queue_size = 128
+
+
 class LoopbackServer:
     """Serves every request with ``self._handle(request)`` on its own thread."""
 
@@ -21,8 +28,7 @@ class LoopbackServer:
         attrs["protocol_version"] = "HTTP/1.1"
         attrs["log_message"] = lambda request, *args: None  # keep test and console output quiet
         handler = type("RequestHandler", (BaseHTTPRequestHandler,), attrs)
-        self.server = ThreadingHTTPServer((host, port), handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), handler)
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
