@@ -4,8 +4,9 @@
 ``DIR/query.npz`` against the shard in ``DIR/shard.npz``, reading detail
 features from ``DIR/details/<id>.npz`` only when asked for them, as the
 scoring function does with S3. ``python -m benchmarks.memprobe localindex DIR
-RANKING`` instead holds every image's features in a LocalIndex. Prints one
-JSON line.
+RANKING`` instead holds every image's features in a LocalIndex. An optional
+last argument is a directory to import pictrace from (the run's frozen copy).
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -88,4 +89,6 @@ def probe(mode: str, root: Path, ranking: str) -> dict:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 4:
+        sys.path.insert(0, sys.argv[4])
     print(json.dumps(probe(sys.argv[1], Path(sys.argv[2]), sys.argv[3])))

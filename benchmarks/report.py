@@ -138,6 +138,17 @@ def _weakest(results: dict, lab: str, n: int = 5) -> list[tuple[str, float]]:
     return sorted(rows, key=lambda r: r[1])[:n]
 
 
+def _why_not_100k(results: dict) -> str:
+    """Sentence estimating what a 100k catalog would cost, from this run's measurements."""
+    sd = results.get("storage_distractors", {})
+    secs, det = sd.get("extract_seconds_median"), sd.get("detail_bytes_median")
+    if not secs or not det:
+        return "100k was not run."
+    hours = secs * 100_000 / 2 / 3600
+    return (f"100k was not run: at this run's {secs * 1e3:.0f} ms per distractor, extracting 100k on 2 processes "
+            f"would take ~{hours:.1f} h, and a LocalIndex holding them ~{det * 100_000 / 2**30:.0f} GiB of detail features.")
+
+
 def render(results: dict) -> str:
     """The markdown page."""
     big = _largest(results)
@@ -155,7 +166,13 @@ def render(results: dict) -> str:
           + (" (quick mode: fewer queries, largest catalog 1k, memory batch 1k; targets are indicative only)." if quick else ".")]
     L += ["", f"Machine: {m['nproc']} cores, {m['cpu']}; Python {m['python']}, NumPy {m['numpy']}, "
           f"OpenCV {m['opencv']}, scikit-image {m['scikit-image']} (baseline only); "
-          f"OPENBLAS_CORETYPE={m['openblas_coretype']}.", ""]
+          f"OPENBLAS_CORETYPE={m['openblas_coretype']}."]
+    if "engine" in results:
+        e = results["engine"]
+        L += ["", f"Engine measured: repository commit {e['git_head']}"
+              + (" with uncommitted changes in pictrace/" if e["pictrace_uncommitted_changes"] else "")
+              + f" (engine source hash {e['fingerprint']})."]
+    L += [""]
 
     L += ["## Targets", "", "| target | measured | result |", "|---|---|---|"]
     for t in results["targets"]:
@@ -175,7 +192,7 @@ def render(results: dict) -> str:
           "- Catalog sizes: " + ", ".join(f"{k} = {v}" for k, v in results["catalog_sizes"].items())
           + ". Padding is synthetic distractors (`benchmarks/distractors.py`): a <= 1/9-area tile of one photo, or a 2x2 mosaic "
           "of tiles from four photos, recoloured (hue rotation or channel permutation) and often mirrored. "
-          "100k was not run: extracting 100k distractor features takes ~1.5 h on this machine and holding them in a LocalIndex ~9 GB.",
+          + _why_not_100k(results),
           f"- Metrics: recall@1, recall@5, and mAP@5 = mean reciprocal rank of the original within the top 5 "
           f"(one relevant item, so AP = 1/rank; 0 if absent). All rankings return k = 5.", ""]
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +50,7 @@ class Plan:
 
 
 FULL = Plan("full", None, (1000, 10000), {"base": None, "1k": 150, "10k": 210}, 330, 40, 12, 100, 5000)
-QUICK = Plan("quick", 12, (1000,), {"base": 60, "1k": 45}, 75, 12, 5, 24, 1000)
+QUICK = Plan("quick", 8, (1000,), {"base": 45, "1k": 30}, 60, 10, 5, 24, 1000)
 
 
 def label(size: int | None) -> str:
@@ -274,14 +277,14 @@ class Benchmark:
         first_query = self.query_blobs[self._ordered_query_names()[0]]
         timing.write_memory_fixture(root, batch, first_query)
         mem = {}
-        for mode in ("shard", "localindex"):
-            for ranking in engine.RANKINGS:
-                mem[f"{mode}_{ranking}"] = timing.memory_probe(root, mode, ranking)
+        for mode, ranking in (("shard", "default"), ("shard", "seed"), ("localindex", "default")):
+            mem[f"{mode}_{ranking}"] = timing.memory_probe(root, mode, ranking)
         self.results["memory"] = mem
         self.results["storage"] = timing.storage(self.cat_batch)
         d = self.distractors
         self.results["storage_distractors"] = timing.storage(Batch(d.names[:1000], d.blobs[:1000], d.seconds[:1000]))
         self.results["storage"]["shard_bytes_per_image"] = (root / "shard.npz").stat().st_size / len(batch)
+        self.results["storage_distractors"]["extract_seconds_median"] = median(d.seconds) if d.seconds else None
         log(f"  shard scoring peak RSS {mem['shard_default']['peak_rss_mb']:.0f} MiB")
 
     # ---- wrap-up ----------------------------------------------------------
@@ -332,6 +335,35 @@ class Benchmark:
         log(f"wrote {RESULTS.relative_to(ROOT)} and {DOC.relative_to(ROOT)}")
 
 
+def snapshot_engine(cache: Path = CACHE_DIR) -> Path:
+    """Freeze the engine under test: copy the pictrace package once and import it from the copy.
+
+    The source tree may change while a long run is going; worker processes
+    (spawned, so they import afresh) and the memory probe then still load the
+    engine the features were computed with.
+    """
+    live = Path(engine.pictrace.__file__).resolve().parent
+    dest = cache / "engine" / engine.fingerprint()
+    if not (dest / "pictrace").exists():
+        tmp = dest / "pictrace.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(live, tmp, ignore=shutil.ignore_patterns("__pycache__"))
+        tmp.rename(dest / "pictrace")
+    sys.path.insert(0, str(dest))
+    return dest
+
+
+def engine_version() -> dict:
+    """Engine fingerprint and the repository commit it was taken from."""
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    dirty = git("status", "--porcelain", "--", "pictrace")
+    return {"fingerprint": engine.fingerprint(), "git_head": git("rev-parse", "--short", "HEAD"),
+            "pictrace_uncommitted_changes": bool(dirty)}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -339,7 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for queries and distractors")
     args = parser.parse_args(argv)
     started = time.time()
+    version = engine_version()
+    timing.ENGINE_PATH = snapshot_engine()
     bench = Benchmark(QUICK if args.quick else FULL, args.seed)
+    bench.results["engine"] = version
     bench.load()
     bench.features()
     bench.accuracy()

@@ -19,6 +19,8 @@ from benchmarks.data import CatalogImage, decode_bgr
 from benchmarks.store import Batch
 
 INGEST_PROCESSES = 2
+# Directory holding the frozen pictrace package the run imports (set by run.py).
+ENGINE_PATH: Path | None = None
 INGEST_MIN_MP, INGEST_MAX_MP = 2.0, 5.0
 
 
@@ -184,7 +186,8 @@ def write_memory_fixture(root: Path, batch: Batch, query_blob: bytes) -> None:
 
 def memory_probe(root: Path, mode: str, ranking: str) -> dict:
     """Run :mod:`benchmarks.memprobe` in a fresh interpreter and return its report."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.memprobe", mode, str(root), ranking],
+    extra = [str(ENGINE_PATH)] if ENGINE_PATH else []
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.memprobe", mode, str(root), ranking, *extra],
                           capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
