@@ -7,6 +7,7 @@ written, so a warm function keeps the last few it loaded.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,19 +25,27 @@ _LOAD_THREADS = 16
 
 @dataclass
 class ShardCache:
-    """Least-recently-used cache of immutable objects (shards, query features)."""
+    """Least-recently-used cache of immutable objects (shards, query features).
+
+    Safe to share between threads (the local stack runs concurrent
+    invocations in one process); ``load`` runs outside the lock, so two
+    threads missing the same key may both load it.
+    """
 
     capacity: int = 4
     items: "OrderedDict[str, object]" = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def get(self, key: str, load):
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
+        with self._lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
         value = load()
-        self.items[key] = value
-        while len(self.items) > self.capacity:
-            self.items.popitem(last=False)
+        with self._lock:
+            self.items[key] = value
+            while len(self.items) > self.capacity:
+                self.items.popitem(last=False)
         return value
 
 
