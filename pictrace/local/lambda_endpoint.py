@@ -5,10 +5,11 @@ It speaks the part of the Lambda API that boto3's ``invoke`` uses
 ``X-Amz-Function-Error`` header for handler exceptions, so the fan-out code
 runs unchanged against it.  Only for the local stack and tests.
 
-Each function runs one invocation at a time, as one Lambda execution
-environment does: handlers keep per-environment state (Powertools' current
-event and logger keys, the scoring function's shard cache) that is not meant
-to be shared by concurrent invocations.
+Invocations run concurrently, one thread each, the way a fan-out runs in
+many execution environments at once.  They share this process, so what a
+handler keeps between invocations (the scoring function's shard cache) must
+be safe to share; the API function, whose router is not, sits behind the
+local API Gateway instead, which calls it one request at a time.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class LambdaEndpoint(LoopbackServer):
         self.hook: Hook | None = None
         self.calls: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._environments: dict[str, threading.Lock] = {}
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
@@ -79,7 +79,6 @@ class LambdaEndpoint(LoopbackServer):
             )
         with self._lock:
             self.calls[name] = self.calls.get(name, 0) + 1
-            environment = self._environments.setdefault(name, threading.Lock())
         try:
             event = json.loads(body or b"{}")
         except ValueError:
@@ -90,8 +89,7 @@ class LambdaEndpoint(LoopbackServer):
             # refusal by the Lambda service, anything else a function error.
             if self.hook is not None:
                 self.hook(name, event)
-            with environment:
-                result = handler(event, context)
+            result = handler(event, context)
         except InvokeError as exc:
             return _send(req, exc.status, {"message": str(exc)}, {"x-amzn-ErrorType": exc.code})
         except Exception as exc:  # reported to the caller the way Lambda does
