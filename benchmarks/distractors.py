@@ -13,12 +13,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-VERSION = 1  # bump when the generator changes so cached features are rebuilt
+VERSION = 2  # bump when the generator changes so cached features are rebuilt
 SOURCE_MAX_SIDE = 1600
 OUTPUT_SIZES = ((640, 480), (800, 600), (1024, 768), (1024, 576), (768, 1024), (900, 900))
 MAX_TILE_AREA = 1 / 9
 MIN_TILE_AREA = 1 / 30
 MOSAIC_SHARE = 0.3
+# Tiles flatter than this are redrawn: blank tiles (e.g. from the black areas of
+# flattened transparent wallpapers) encode to identical bytes, and a catalog
+# keyed by content hash would silently drop the copies.
+MIN_TILE_STD = 6.0
+MAX_DRAWS = 20
 _PERMUTATIONS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
@@ -32,6 +37,18 @@ def shrink(img: np.ndarray, max_side: int = SOURCE_MAX_SIDE) -> np.ndarray:
 
 
 def random_tile(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random axis-aligned, not blank tile covering 1/30 to 1/9 of the image's area.
+
+    Up to MAX_DRAWS attempts; the last one is kept even if flat.
+    """
+    for _ in range(MAX_DRAWS):
+        tile = _any_tile(img, rng)
+        if float(tile.std()) >= MIN_TILE_STD:
+            break
+    return tile
+
+
+def _any_tile(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random axis-aligned tile covering 1/30 to 1/9 of the image's area."""
     h, w = img.shape[:2]
     area = rng.uniform(MIN_TILE_AREA, MAX_TILE_AREA) * h * w
