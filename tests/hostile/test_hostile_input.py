@@ -140,11 +140,10 @@ def found_upright(query: np.ndarray, ssim_above: float = 0.8) -> Callable[[Ctx, 
         hits = ctx.api.post("/search?k=5", c.png(query), "image/png")
         assert hits.status == 200, hits.body
         results = hits.body["results"]
-        # Another case may have added a picture with the same pixels (a GIF's
-        # first frame is a photo other cases use too): it ties, and ties are
-        # ordered by id, so the added image must be among the best, not first.
+        # Other cases add the same photograph in other formats (a GIF's first
+        # frame is a palette-reduced copy of a photo the PNG cases store
+        # exactly), so the added image must be found, not necessarily first.
         mine = next(r for r in results if r["id"] == record["id"])
-        assert mine["score"] == results[0]["score"]
         assert mine["transform"] == "identity"
         assert mine["scores"]["ssim"] > ssim_above
 
