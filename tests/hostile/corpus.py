@@ -206,3 +206,48 @@ def random_bytes(n: int = 4096, seed: int = 7) -> bytes:
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
 HTML = b"<!doctype html><html><body><img src='x.png'></body></html>"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+# --- many distinct images ----------------------------------------------------------------
+
+PHOTOS = (
+    "astronaut", "camera", "cat", "clock", "coffee", "coins", "colorwheel", "grass", "gravel",
+    "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina", "rocket", "text",
+    "brick", "logo", "horse",
+)
+
+
+def variants(count: int, seed: int = 0, low: int = 96, high: int = 160, min_keypoints: int = 16) -> list[bytes]:
+    """``count`` distinct JPEGs, ``low``..``high`` px a side, cut from the sample photographs.
+
+    Each is a random window of a photograph, resized and colour-shifted.
+    Windows with little texture or fewer than ``min_keypoints`` ORB keypoints
+    are skipped: with almost no keypoints the ORB signal is noise (one
+    keypoint cannot pass the ratio test against itself), and these images
+    must each be their own best match.
+    """
+    from pictrace.core.features import extract_features
+
+    rng = np.random.default_rng(seed)
+    out: list[bytes] = []
+    seen: set[bytes] = set()
+    for attempt in range(100 * count):
+        if len(out) == count:
+            break
+        src = _photo(PHOTOS[attempt % len(PHOTOS)])
+        w, h = (int(v) for v in rng.integers(low, high + 1, 2))
+        scale = rng.uniform(1.0, 2.5)
+        cw, ch = min(src.shape[1], int(w * scale)), min(src.shape[0], int(h * scale))
+        x, y = int(rng.integers(0, src.shape[1] - cw + 1)), int(rng.integers(0, src.shape[0] - ch + 1))
+        window = cv2.resize(src[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_AREA)
+        if window.std() < 25:
+            continue
+        shift = rng.integers(-40, 41, 3)
+        img = np.clip(window.astype(np.int16) + shift, 0, 255).astype(np.uint8)
+        data = jpeg(img, 85)
+        if data not in seen and len(extract_features(data).keypoints) >= min_keypoints:
+            seen.add(data)
+            out.append(data)
+    if len(out) < count:
+        raise ValueError(f"only {len(out)} of {count} images passed the texture checks")
+    return out
