@@ -117,7 +117,11 @@ def pack(store: S3Store, shard_size: int, grace_seconds: float, now: float | Non
 
     manifest.shards = kept + written
     for sha in new_pending:
-        manifest.packed[sha] = {"etag": new_pending[sha], "at": now}
+        # A row left out for a tombstone is not recorded as packed: the
+        # tombstone may belong to a delete that a re-add (which wrote this
+        # row) is about to lift, and the next run must then pack the row.
+        if sha not in tombs:
+            manifest.packed[sha] = {"etag": new_pending[sha], "at": now}
     for sha in new_tombs:
         manifest.tombstoned[sha] = {"etag": new_tombs[sha], "at": now}
     doomed = _expire(manifest, pendings, tombs, now - grace_seconds)
@@ -152,7 +156,10 @@ def _expire(manifest: Manifest, pendings: dict, tombs: dict, before: float) -> d
             if pendings.get(sha) == info["etag"]:
                 doomed["pending"].append(layout.pending_key(sha))
     for sha, info in list(manifest.tombstoned.items()):
-        if info["at"] < before:
+        # While a pending row of the id is still listed, the tombstone keeps
+        # hiding it: it may be a row the delete did not get to remove, which
+        # no run packed (see above).  It expires once the row is gone.
+        if info["at"] < before and sha not in pendings:
             del manifest.tombstoned[sha]
             if tombs.get(sha) == info["etag"]:
                 doomed["tombstones"].append(layout.tombstone_key(sha))
