@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import cv2
 import numpy as np
 
-from pictrace.core import transforms
+from pictrace.core import align, transforms
 from pictrace.core.features import (
     DECODE_SIDE,
     GIST_SIDE,
@@ -43,6 +43,7 @@ from pictrace.core.decode import decode
 from pictrace.core.probe import probe
 from pictrace.core.shard import Shard
 from pictrace.core.ssim import SSIMStats, ssim_from_stats, ssim_stats
+from pictrace.core.tone import tone_normalised
 from pictrace.errors import BadRequest
 
 RANKINGS = ("default", "seed")
@@ -126,7 +127,9 @@ class Query:
     hist_root: Centred = field(init=False)  # its square root (default ranking)
     colourless: bool = field(init=False)
     luma_root: Centred = field(init=False)  # square root of the 32-bin brightness histogram
+    tone_root: Centred = field(init=False)  # the same with brightness and contrast undone
     _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
+    _small: dict[int, dict[float, np.ndarray]] = field(default_factory=dict, init=False)
 
     @property
     def mirror_descriptors(self) -> np.ndarray | None:
@@ -145,11 +148,23 @@ class Query:
         grey_mass = float((dense[_GREY] ** 2).sum())
         self.colourless = grey_mass >= COLOURLESS_SHARE * float((dense**2).sum())
         self.luma_root = Centred.of(np.sqrt(_luma(f.hist_index, f.hist_value)))
+        self.tone_root = Centred.of(tone_normalised(f.hist_index, f.hist_value, brightness_only=self.colourless))
 
     def ssim_stats(self, index: int) -> SSIMStats:
         if index not in self._ssim:
-            self._ssim[index] = ssim_stats(transforms.apply(self.features.thumb, index))
+            self._ssim[index] = ssim_stats(self.thumb(index))
         return self._ssim[index]
+
+    def thumb(self, index: int) -> np.ndarray:
+        """The SSIM thumbnail turned by dihedral transform ``index``."""
+        return transforms.apply(self.features.thumb, index)
+
+    def small_thumbs(self, index: int) -> dict[float, np.ndarray]:
+        """The turned thumbnail at alignment-search resolution, at every crop scale."""
+        if index not in self._small:
+            whole = align.small(self.thumb(index))
+            self._small[index] = {s: align.scaled(whole, s) for s in align.SCALES}
+        return self._small[index]
 
 
 def query_from_bytes(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
@@ -248,8 +263,18 @@ def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
     return np.argpartition(-values, n - 1)[:n]
 
 
+def aligned_ssim(query: Query, orientation: int, cand: ImageFeatures) -> float:
+    """SSIM of the thumbnails, or of the squares they share when one is a crop of the other."""
+    whole = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
+    found = align.crop_alignment(query.small_thumbs(orientation), cand.thumb)
+    if found is None:
+        return whole
+    a, b = align.aligned_pair(found, query.thumb(orientation), cand.thumb)
+    return max(whole, ssim_from_stats(ssim_stats(a), ssim_stats(b)))
+
+
 def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
-    s = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
+    s = aligned_ssim(query, orientation, cand)
     # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
     # The mirrored keypoints are tried only when the layout says the query
     # is a mirror image of this candidate: matching costs most of the time.
@@ -285,13 +310,18 @@ def hist_similarity(query: Query, cand: ImageFeatures) -> float:
     Raw counts let one dominant bin (a black border, a flat sky) decide the
     correlation; square roots weigh the whole palette.  A colourless query
     (a grayscale copy) is compared by brightness alone, since its colours
-    say nothing about the original's.
+    say nothing about the original's.  The better of the histograms as they
+    are and with brightness and contrast undone (:mod:`pictrace.core.tone`)
+    counts, so an exposure edit does not hide an otherwise equal palette.
     """
     vals = cand.hist_value.astype(np.float64)
+    tone = _dense_correlation(
+        query.tone_root, tone_normalised(cand.hist_index, vals, brightness_only=query.colourless)
+    )
     if query.colourless:
         luma = np.sqrt(_luma(cand.hist_index, vals))
-        return _dense_correlation(query.luma_root, luma)
-    return _sparse_correlation(query.hist_root, cand.hist_index, np.sqrt(vals))
+        return max(_dense_correlation(query.luma_root, luma), tone)
+    return max(_sparse_correlation(query.hist_root, cand.hist_index, np.sqrt(vals)), tone)
 
 
 def _sparse_correlation(query: Centred, index: np.ndarray, vals: np.ndarray) -> float:
