@@ -3,9 +3,12 @@
 Every catalog image is reduced to two groups of arrays:
 
 * the *index* part, small enough to read for every candidate of a search
-  (about 3 KB): ``gist``, a 32x32 grayscale layout vector, and ``chist``, a
-  coarse colour histogram.  Both are unit vectors, so a dot product is a
-  similarity and a whole shard is scored with one matrix product.
+  (about 3 KB, plus 4 bytes a visual word): ``gist``, a 32x32 grayscale
+  layout vector, and ``chist``, a coarse colour histogram, both unit vectors
+  (a dot product is a similarity, so a whole shard is scored with one matrix
+  product); and ``words``, the ORB descriptors hashed to visual words, which
+  survive crops, exposure edits and grayscale copies where layout and
+  colour do not.
 * the *detail* part, read only for a shortlist: the 256x256 grayscale
   thumbnail for SSIM, ORB keypoints and descriptors, and the sparse 32x32x32
   BGR histogram.  These are the original PicTrace's three signals.
@@ -40,8 +43,20 @@ CHIST_BINS = 8
 # and a 960-pixel square loses nothing the 1024-pixel one would keep.
 DECODE_SIDE = ORB_SIDE * 3 // 4
 
+# Visual words: each ORB descriptor is hashed WORD_TABLES times, each time
+# to the WORD_BITS of its 256 bits that one table picks (locality-sensitive
+# hashing for Hamming distance, as FLANN's LSH index does).  A descriptor of
+# the same corner seen again flips a few bits, so at least one table usually
+# still agrees, while two unrelated descriptors share a word about once in
+# 2**WORD_BITS.  Table t takes bits _WORD_BIT_ORDER[t*WORD_BITS:(t+1)*WORD_BITS];
+# the order is a fixed spread over all 256 bits (101 is coprime to 256).
+WORD_TABLES = 4
+WORD_BITS = 16
+_WORD_BIT_ORDER = (np.arange(256) * 101 + 7) % 256
+_WORD_WEIGHTS = (1 << np.arange(WORD_BITS)).astype(np.uint32)
+
 FEATURES_FORMAT = "pictrace-features"
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +73,7 @@ class ImageFeatures:
     descriptors: np.ndarray  # (n, 32) uint8 ORB descriptors
     hist_index: np.ndarray  # (m,) uint16, non-zero bins of the 32^3 histogram
     hist_value: np.ndarray  # (m,) float32, their L2-normalised values
+    words: np.ndarray  # (w,) uint32, sorted distinct visual words of the descriptors
     side: int = ORB_SIDE  # side of the square the keypoints live in
     # Queries only: ORB of the mirrored image, so mirrored copies still match.
     mirror_keypoints: np.ndarray | None = None
@@ -66,7 +82,7 @@ class ImageFeatures:
     @property
     def nbytes_index(self) -> int:
         """Bytes of the part read for every candidate."""
-        return int(self.gist.nbytes + self.chist.nbytes + 64 + 8)
+        return int(self.gist.nbytes + self.chist.nbytes + self.words.nbytes + 64 + 8)
 
     @property
     def nbytes_detail(self) -> int:
@@ -104,6 +120,7 @@ class ImageFeatures:
             descriptors=self.descriptors,
             hist_index=self.hist_index,
             hist_value=self.hist_value,
+            words=self.words,
         )
         return buf.getvalue()
 
@@ -125,6 +142,7 @@ class ImageFeatures:
                 descriptors=arrays["descriptors"],
                 hist_index=arrays["hist_index"],
                 hist_value=arrays["hist_value"],
+                words=arrays["words"],
                 mirror_keypoints=arrays.get("mirror_keypoints"),
                 mirror_descriptors=arrays.get("mirror_descriptors"),
             )
@@ -170,6 +188,7 @@ def features_from_image(
         descriptors=descriptors,
         hist_index=hist_index,
         hist_value=hist_value,
+        words=visual_words(descriptors),
         side=square.shape[0],
     )
 
@@ -193,6 +212,16 @@ def orb_features(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     pts = np.array([kp.pt for kp in kps], dtype=np.float32)
     return pts, np.ascontiguousarray(desc, dtype=np.uint8)
+
+
+def visual_words(descriptors: np.ndarray) -> np.ndarray:
+    """Sorted distinct visual words (uint32: table << WORD_BITS | hash) of ORB descriptors."""
+    if len(descriptors) == 0:
+        return np.zeros(0, np.uint32)
+    bits = np.unpackbits(descriptors, axis=1)[:, _WORD_BIT_ORDER[: WORD_TABLES * WORD_BITS]]
+    hashes = bits.reshape(len(descriptors), WORD_TABLES, WORD_BITS).astype(np.uint32) @ _WORD_WEIGHTS
+    tables = np.arange(WORD_TABLES, dtype=np.uint32) << WORD_BITS
+    return np.unique(hashes + tables)
 
 
 def dense_histogram(bgr: np.ndarray) -> np.ndarray:
@@ -283,3 +312,12 @@ def _check_features(f: ImageFeatures) -> None:
         raise CorruptShard("mirrored keypoints and descriptors disagree")
     if f.hist_index.shape != f.hist_value.shape or f.hist_index.dtype != np.uint16:
         raise CorruptShard("histogram arrays are malformed")
+    check_words(f.words, "features field words")
+
+
+def check_words(words: np.ndarray, what: str) -> None:
+    """Raise CorruptShard unless ``words`` is a 1-D uint32 array of valid visual words."""
+    if words.dtype != np.uint32 or words.ndim != 1:
+        raise CorruptShard(f"{what} is malformed")
+    if len(words) and int(words.max()) >= WORD_TABLES << WORD_BITS:
+        raise CorruptShard(f"{what} holds values out of range")

@@ -38,6 +38,7 @@ from pictrace.core.features import (
     features_from_image,
     orb_features,
     canonical_square,
+    visual_words,
 )
 from pictrace.core.decode import decode
 from pictrace.core.probe import probe
@@ -52,6 +53,8 @@ DEFAULT_SHORTLIST = 48
 _HIST_N = HIST_BINS**3
 # ORB shares in the default ranking count at least this many query keypoints.
 ORB_MIN_KEYPOINTS = 50
+# Word scores are divided by the square root of a row's word count, at least this.
+WORD_NORM_FLOOR = 64
 # A query whose histogram has this share of its (squared) mass on the grey
 # diagonal B = G = R is treated as colourless.
 COLOURLESS_SHARE = 0.99
@@ -128,6 +131,7 @@ class Query:
     colourless: bool = field(init=False)
     luma_root: Centred = field(init=False)  # square root of the 32-bin brightness histogram
     tone_root: Centred = field(init=False)  # the same with brightness and contrast undone
+    mirror_words: np.ndarray = field(init=False)  # visual words of the mirrored image's descriptors
     _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
     _small: dict[int, dict[float, np.ndarray]] = field(default_factory=dict, init=False)
 
@@ -148,6 +152,8 @@ class Query:
         grey_mass = float((dense[_GREY] ** 2).sum())
         self.colourless = grey_mass >= COLOURLESS_SHARE * float((dense**2).sum())
         self.luma_root = Centred.of(np.sqrt(_luma(f.hist_index, f.hist_value)))
+        mirror = f.mirror_descriptors
+        self.mirror_words = visual_words(mirror) if mirror is not None else np.zeros(0, np.uint32)
         self.tone_root = Centred.of(tone_normalised(f.hist_index, f.hist_value, brightness_only=self.colourless))
 
     def ssim_stats(self, index: int) -> SSIMStats:
@@ -245,12 +251,41 @@ def coarse_scores(query: Query, shard: Shard) -> tuple[np.ndarray, np.ndarray, n
     return layout.max(axis=1), layout.argmax(axis=1), colour
 
 
+def word_scores(query: Query, shard: Shard) -> np.ndarray:
+    """Visual words each row shares with the query (or its mirror image), weighted by rarity.
+
+    Each shared word counts its inverse document frequency within the shard,
+    log((n + 1) / (rows having it + 1)), so words every flat patch produces
+    count for little; the sum is divided by the square root of the row's
+    word count (at least WORD_NORM_FLOOR), so pictures with many words do not
+    win by size alone.
+    """
+    words, rows = shard.postings()
+    n = len(shard.ids)
+    norm = np.sqrt(np.maximum(shard.word_counts(), WORD_NORM_FLOOR)).astype(np.float64)
+    best = np.zeros(n, np.float64)
+    for qwords in (query.features.words, query.mirror_words):
+        if len(qwords) == 0 or len(words) == 0:
+            continue
+        lo = np.searchsorted(words, qwords, "left")
+        hits = np.searchsorted(words, qwords, "right") - lo
+        idf = np.log((n + 1.0) / (hits + 1.0))
+        # Gather every posting of every query word: run i covers lo[i]:lo[i] + hits[i].
+        starts = np.repeat(lo - np.cumsum(hits) + hits, hits)
+        postings = starts + np.arange(int(hits.sum()))
+        shared = np.bincount(rows[postings], weights=np.repeat(idf, hits), minlength=n)
+        best = np.maximum(best, shared / norm)
+    return best
+
+
 def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     layout, orientation, colour = coarse_scores(query, shard)
+    words = word_scores(query, shard)
     picked: set[int] = set()
-    # Each coarse signal fails on some edits (colour on grayscale copies,
-    # layout on tight crops), so the union of their top rows goes forward.
-    for signal in (layout, colour, layout + colour):
+    # Each coarse signal fails on some edits (colour on grayscale copies and
+    # exposure edits, layout on tight crops, words on flat pictures), so the
+    # union of their top rows goes forward.
+    for signal in (layout, colour, layout + colour, np.where(words > 0, words, -np.inf)):
         masked = np.where(alive, signal, -np.inf)
         top = _top_rows(masked, size)
         picked.update(int(r) for r in top if np.isfinite(masked[r]))

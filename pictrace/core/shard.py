@@ -6,6 +6,8 @@ reading one never runs code) holding, row-aligned:
 * ``ids``   - sha256 hex of each image (``<U64``)
 * ``gist``  - (n, 1024) float16 layout vectors
 * ``chist`` - (n, 512) float16 colour histograms
+* ``words`` / ``word_offsets`` - every row's visual words, concatenated
+  (uint32), and where each row's run starts (n + 1 int64)
 * ``header``- JSON: format name, version, and one metadata object per row
 
 The detail features of an image live elsewhere (one file per image) and are
@@ -21,11 +23,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pictrace.core.features import CHIST_BINS, GIST_SIDE, ImageFeatures, _header, _load_npz
+from pictrace.core.features import CHIST_BINS, GIST_SIDE, ImageFeatures, _header, _load_npz, check_words
 from pictrace.errors import CorruptShard
 
 SHARD_FORMAT = "pictrace-shard"
-SHARD_VERSION = 1
+SHARD_VERSION = 2
+
+Row = tuple[str, np.ndarray, np.ndarray, np.ndarray, dict]  # id, gist, chist, words, meta
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,6 +39,8 @@ class Shard:
     ids: np.ndarray  # (n,) <U64
     gist: np.ndarray  # (n, 1024) float16
     chist: np.ndarray  # (n, 512) float16
+    words: np.ndarray  # (total,) uint32, row i's are words[word_offsets[i]:word_offsets[i + 1]]
+    word_offsets: np.ndarray  # (n + 1,) int64
     metas: tuple[dict, ...]
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -44,7 +50,7 @@ class Shard:
     @classmethod
     def build(cls, items: Iterable[tuple[ImageFeatures, dict]]) -> "Shard":
         """Make a shard from ``(features, metadata)`` pairs; later duplicates of an id are dropped."""
-        return cls.from_rows((f.sha256, f.gist, f.chist, meta) for f, meta in items)
+        return cls.from_rows((f.sha256, f.gist, f.chist, f.words, meta) for f, meta in items)
 
     @classmethod
     def concat(cls, shards: Sequence["Shard"]) -> "Shard":
@@ -54,11 +60,15 @@ class Shard:
             rows.extend(shard.rows())
         return cls.from_rows(rows)
 
-    def rows(self) -> list[tuple[str, np.ndarray, np.ndarray, dict]]:
-        return [(str(i), g, c, m) for i, g, c, m in zip(self.ids, self.gist, self.chist, self.metas)]
+    def rows(self) -> list[Row]:
+        o = self.word_offsets
+        return [
+            (str(i), g, c, self.words[o[r] : o[r + 1]], m)
+            for r, (i, g, c, m) in enumerate(zip(self.ids, self.gist, self.chist, self.metas))
+        ]
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, np.ndarray, np.ndarray, dict]]) -> "Shard":
+    def from_rows(cls, rows: Iterable[Row]) -> "Shard":
         seen: set[str] = set()
         kept = []
         for row in rows:
@@ -69,7 +79,9 @@ class Shard:
             ids=np.array([r[0] for r in kept], dtype="<U64").reshape(-1),
             gist=np.array([r[1] for r in kept], dtype=np.float16).reshape(-1, GIST_SIDE * GIST_SIDE),
             chist=np.array([r[2] for r in kept], dtype=np.float16).reshape(-1, CHIST_BINS**3),
-            metas=tuple(dict(r[3]) for r in kept),
+            words=np.concatenate([np.zeros(0, np.uint32)] + [np.asarray(r[3], np.uint32) for r in kept]),
+            word_offsets=np.cumsum([0] + [len(r[3]) for r in kept]).astype(np.int64),
+            metas=tuple(dict(r[4]) for r in kept),
         )
 
     def without(self, ids: Iterable[str]) -> "Shard":
@@ -88,6 +100,18 @@ class Shard:
             self._cache["chist"] = self.chist.astype(np.float32)
         return self._cache["chist"]
 
+    def postings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (word, row) pair sorted by word: the shard's inverted index, built once."""
+        if "postings" not in self._cache:
+            rows = np.repeat(np.arange(len(self.ids), dtype=np.int32), np.diff(self.word_offsets))
+            order = np.argsort(self.words, kind="stable")
+            self._cache["postings"] = (self.words[order], rows[order])
+        return self._cache["postings"]
+
+    def word_counts(self) -> np.ndarray:
+        """Number of visual words of each row."""
+        return np.diff(self.word_offsets)
+
     def to_bytes(self) -> bytes:
         header = {"format": SHARD_FORMAT, "version": SHARD_VERSION, "metas": list(self.metas)}
         buf = io.BytesIO()
@@ -97,6 +121,8 @@ class Shard:
             ids=self.ids,
             gist=self.gist,
             chist=self.chist,
+            words=self.words,
+            word_offsets=self.word_offsets,
         )
         return buf.getvalue()
 
@@ -107,6 +133,7 @@ class Shard:
         header = _header(arrays, SHARD_FORMAT, SHARD_VERSION)
         try:
             ids, gist, chist = arrays["ids"], arrays["gist"], arrays["chist"]
+            words, offsets = arrays["words"], arrays["word_offsets"]
         except KeyError as exc:
             raise CorruptShard(f"shard lacks {exc.args[0]!r}") from None
         metas = header.get("metas")
@@ -121,6 +148,14 @@ class Shard:
             or not isinstance(metas, list)
             or len(metas) != n
             or not all(isinstance(m, dict) for m in metas)
+            or offsets.dtype != np.int64
+            or offsets.shape != (n + 1,)
+            or offsets[0] != 0
+            or offsets[-1] != len(words)
+            or (np.diff(offsets) < 0).any()
         ):
             raise CorruptShard("shard arrays are malformed or disagree in length")
-        return cls(ids=ids.astype("<U64"), gist=gist, chist=chist, metas=tuple(metas))
+        check_words(words, "shard words")
+        return cls(
+            ids=ids.astype("<U64"), gist=gist, chist=chist, words=words, word_offsets=offsets, metas=tuple(metas)
+        )

@@ -7,7 +7,8 @@ affine change that brings its brightness (BT.601 luma) to a fixed mean and
 spread, applied to all three channels alike: hue and saturation, which such
 an edit keeps, still decide the comparison.  The mean and spread are
 computed from the histogram itself, using bin centres, so no pixels are
-needed.
+needed.  Pixels an edit clipped to black or white are lost to it, so a
+strong contrast boost is undone only in part.
 """
 
 from __future__ import annotations

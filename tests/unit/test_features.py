@@ -70,7 +70,7 @@ def test_round_trip(astronaut):
 
 
 def test_stored_bytes_per_image_are_small(astronaut):
-    assert astronaut.nbytes_index < 4 * 1024
+    assert astronaut.nbytes_index < 16 * 1024
     assert len(astronaut.to_bytes()) < 150 * 1024
 
 

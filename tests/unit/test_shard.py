@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pictrace.core.features import extract_features
-from pictrace.core.shard import Shard
+from pictrace.core.shard import SHARD_VERSION, Shard
 from pictrace.errors import CorruptShard
 from tests.conftest import jpeg, sample_bgr
 
@@ -49,8 +49,11 @@ def test_empty_shard_round_trips():
 
 
 def _rewrite(shard: Shard, **changes) -> bytes:
-    arrays = {"ids": shard.ids, "gist": shard.gist, "chist": shard.chist}
-    header = {"format": "pictrace-shard", "version": 1, "metas": list(shard.metas)}
+    arrays = {
+        "ids": shard.ids, "gist": shard.gist, "chist": shard.chist,
+        "words": shard.words, "word_offsets": shard.word_offsets,
+    }
+    header = {"format": "pictrace-shard", "version": SHARD_VERSION, "metas": list(shard.metas)}
     header.update(changes.pop("header", {}))
     arrays.update(changes)
     buf = io.BytesIO()
@@ -66,8 +69,13 @@ def _rewrite(shard: Shard, **changes) -> bytes:
         ({"gist": np.zeros((2, 1024), np.float16)}, "malformed"),
         ({"chist": np.zeros((3, 512), np.float32)}, "malformed"),
         ({"header": {"metas": [{}]}}, "malformed"),
+        ({"word_offsets": np.array([0, 1, 2, 3], np.int64)}, "malformed"),
+        ({"words": np.zeros(3, np.int64)}, "malformed"),
+        ({"words": np.full(1, 2**31, np.uint32), "word_offsets": np.array([0, 1, 1, 1], np.int64)}, "out of range"),
+        ({"header": {"version": 1}}, "version 1 is not supported"),
     ],
-    ids=["future-version", "foreign-format", "short-gist", "float32-chist", "metas-length"],
+    ids=["future-version", "foreign-format", "short-gist", "float32-chist", "metas-length",
+         "offsets-disagree", "int64-words", "word-out-of-range", "previous-version"],
 )
 def test_damaged_shards_are_rejected(shard, change, message):
     with pytest.raises(CorruptShard, match=message):
