@@ -9,11 +9,14 @@ rank by their mean:
 
 ``seed`` computes them for every candidate exactly as the original did
 (FLANN LSH matching, identity orientation).  ``default`` first ranks all
-candidates by two cheap unit-vector similarities (layout under the eight
-square symmetries, coarse colour) with one matrix product, then computes the
-three signals only for a shortlist, in the query's best symmetry (SSIM) and
-with the query's mirror image's keypoints when that symmetry is a mirror
-(ORB), so rotated and mirrored copies score like the originals.
+candidates by cheap signals read from the shard (layout under the eight
+square symmetries and coarse colour, one matrix product; shared visual
+words, one look-up in the shard's inverted index), then computes the three
+signals only for a shortlist, made robust to common edits: SSIM in the
+query's best symmetry and, for a crop, over the square of the candidate it
+fills (:mod:`pictrace.core.align`); ORB with the query's mirror image's
+keypoints when that symmetry is a mirror; histograms also compared with
+brightness and contrast undone (:mod:`pictrace.core.tone`).
 """
 
 from __future__ import annotations
