@@ -302,7 +302,11 @@ def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
 
 
 def aligned_ssim(query: Query, orientation: int, cand: ImageFeatures) -> float:
-    """SSIM of the thumbnails, or of the squares they share when one is a crop of the other."""
+    """SSIM of the thumbnails, or, if higher, of the square of the candidate the query fills.
+
+    The second is what a cropped query should be compared with (see
+    :mod:`pictrace.core.align`).
+    """
     whole = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
     found = align.crop_alignment(query.small_thumbs(orientation), cand.thumb)
     if found is None:
