@@ -78,7 +78,7 @@ def crop_alignment(query_small: dict[float, np.ndarray], cand_thumb: np.ndarray)
     return best
 
 
-def aligned_pair(alignment: Alignment, query_thumb: np.ndarray, cand_thumb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The query's thumbnail shrunk to the alignment's square, and that square of the candidate's."""
+def candidate_square(alignment: Alignment, cand_thumb: np.ndarray) -> np.ndarray:
+    """The square of the candidate's thumbnail the alignment says the query fills."""
     a = alignment
-    return scaled(query_thumb, a.scale), cand_thumb[a.y : a.y + a.side, a.x : a.x + a.side]
+    return cand_thumb[a.y : a.y + a.side, a.x : a.x + a.side]

@@ -137,6 +137,7 @@ class Query:
     mirror_words: np.ndarray = field(init=False)  # visual words of the mirrored image's descriptors
     _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
     _small: dict[int, dict[float, np.ndarray]] = field(default_factory=dict, init=False)
+    _crops: dict[tuple[int, float], SSIMStats] = field(default_factory=dict, init=False)
 
     @property
     def mirror_descriptors(self) -> np.ndarray | None:
@@ -167,6 +168,13 @@ class Query:
     def thumb(self, index: int) -> np.ndarray:
         """The SSIM thumbnail turned by dihedral transform ``index``."""
         return transforms.apply(self.features.thumb, index)
+
+    def crop_stats(self, index: int, scale: float) -> SSIMStats:
+        """SSIM statistics of the turned thumbnail shrunk to ``scale``, shared by every candidate."""
+        key = (index, scale)
+        if key not in self._crops:
+            self._crops[key] = ssim_stats(align.scaled(self.thumb(index), scale))
+        return self._crops[key]
 
     def small_thumbs(self, index: int) -> dict[float, np.ndarray]:
         """The turned thumbnail at alignment-search resolution, at every crop scale."""
@@ -311,8 +319,8 @@ def aligned_ssim(query: Query, orientation: int, cand: ImageFeatures) -> float:
     found = align.crop_alignment(query.small_thumbs(orientation), cand.thumb)
     if found is None:
         return whole
-    a, b = align.aligned_pair(found, query.thumb(orientation), cand.thumb)
-    return max(whole, ssim_from_stats(ssim_stats(a), ssim_stats(b)))
+    square = align.candidate_square(found, cand.thumb)
+    return max(whole, ssim_from_stats(query.crop_stats(orientation, found.scale), ssim_stats(square)))
 
 
 def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
