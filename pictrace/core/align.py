@@ -13,6 +13,12 @@ image's aspect ratio is a square in both, of side ``scale`` times the
 thumbnail's.  Only the query is taken to be the crop: placing a candidate
 inside the query would let every small tile of a picture claim the whole
 picture's score.
+
+Edits that are not a crop (a small rotation, a perspective warp, a crop of
+another aspect ratio) are undone by :func:`keypoint_homography` instead: the
+perspective map that carries the candidate's matched ORB keypoints onto the
+query's, fitted with RANSAC, warps the candidate's thumbnail onto the
+query's before SSIM.
 """
 
 from __future__ import annotations
@@ -26,6 +32,17 @@ import numpy as np
 # share down to a quarter of the area.
 SCALES: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
 SEARCH_SIDE = 64
+# A homography needs this many matches consistent with it (RANSAC inliers);
+# with fewer, chance matches between unrelated images can fit one.
+MIN_INLIERS = 10
+# RANSAC's tolerance, in pixels of the 256-pixel thumbnail (4 at ORB's 1024).
+REPROJECTION_PX = 1.0
+# The query's frame, carried into the candidate's, may cover at most this
+# many times the candidate's area: a perspective warp or rotation shows a
+# little more than the original, but a small tile blown up must not claim a
+# picture it is part of.
+MAX_AREA_RATIO = 2.0
+MIN_AREA_RATIO = 0.05
 
 
 @dataclass(frozen=True)
@@ -82,3 +99,52 @@ def candidate_square(alignment: Alignment, cand_thumb: np.ndarray) -> np.ndarray
     """The square of the candidate's thumbnail the alignment says the query fills."""
     a = alignment
     return cand_thumb[a.y : a.y + a.side, a.x : a.x + a.side]
+
+
+def thumb_points(points: np.ndarray, side: int, thumb_side: int) -> np.ndarray:
+    """Pixel positions in a ``side`` square carried into its ``thumb_side`` thumbnail."""
+    f = side / thumb_side
+    # Pixel centres: thumbnail pixel j averages source pixels [j*f, (j+1)*f).
+    return ((points.astype(np.float64) + 0.5) / f - 0.5).astype(np.float32)
+
+
+def keypoint_homography(query_pts: np.ndarray, cand_pts: np.ndarray, thumb_side: int) -> np.ndarray | None:
+    """The perspective map from candidate to query thumbnail fitting the matches, or None.
+
+    ``query_pts[i]`` and ``cand_pts[i]`` (thumbnail pixels) are one match.
+    None when too few matches agree, or when the map is implausible for an
+    edit: folded (not convex), or carrying the query's frame onto an area of
+    the candidate outside [MIN_AREA_RATIO, MAX_AREA_RATIO] times its own.
+    """
+    if len(query_pts) < MIN_INLIERS:
+        return None
+    # OpenCV's RANSAC seeds its generator the same way on every call, so the
+    # fit, and the score, is deterministic.
+    h, inliers = cv2.findHomography(cand_pts, query_pts, cv2.RANSAC, REPROJECTION_PX)
+    if h is None or inliers is None or int(inliers.sum()) < MIN_INLIERS:
+        return None
+    if not np.isfinite(h).all() or abs(np.linalg.det(h)) < 1e-12:
+        return None
+    n = float(thumb_side)
+    frame = np.float32([[0, 0], [n, 0], [n, n], [0, n]]).reshape(-1, 1, 2)
+    try:
+        corners = cv2.perspectiveTransform(frame, np.linalg.inv(h)).reshape(-1, 2)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.isfinite(corners).all() or not cv2.isContourConvex(corners.astype(np.float32)):
+        return None
+    area = abs(cv2.contourArea(corners.astype(np.float32))) / (n * n)
+    if not MIN_AREA_RATIO <= area <= MAX_AREA_RATIO:
+        return None
+    return h
+
+
+def warp_onto_query(cand_thumb: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The candidate's thumbnail seen through ``h``, in the query thumbnail's frame.
+
+    Pixels with no source are black, as rotating or warping tools fill them.
+    """
+    side = cand_thumb.shape[0]
+    return cv2.warpPerspective(
+        cand_thumb, h, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )

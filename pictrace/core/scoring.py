@@ -255,27 +255,29 @@ def rank(matches: Iterable[Match], k: int) -> list[Match]:
     return sorted(matches, key=lambda m: (-m.score, m.id))[:k]
 
 
-def coarse_scores(query: Query, shard: Shard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Layout similarity (best of 8 symmetries), its argmax, and colour similarity per row."""
-    layout = shard.gist32() @ query.gist_variants.T  # (n, 8)
-    colour = shard.chist32() @ query.features.chist.astype(np.float32)
-    return layout.max(axis=1), layout.argmax(axis=1), colour
-
-
 def word_scores(query: Query, shard: Shard) -> np.ndarray:
     """Visual words each row shares with the query (or its mirror image), weighted by rarity.
+
+    The better of :func:`word_scores_by_side`'s two rows.
+    """
+    return word_scores_by_side(query, shard).max(axis=0)
+
+
+def word_scores_by_side(query: Query, shard: Shard) -> np.ndarray:
+    """(2, n) word scores of the query's own words (row 0) and its mirror image's (row 1).
 
     Each shared word counts its inverse document frequency within the shard,
     log((n + 1) / (rows having it + 1)), so words every flat patch produces
     count for little; the sum is divided by the square root of the row's
     word count (at least WORD_NORM_FLOOR), so pictures with many words do not
-    win by size alone.
+    win by size alone.  ORB descriptors change under a mirror but not under
+    rotation, so the higher row also says whether the query is mirrored.
     """
     words, rows = shard.postings()
     n = len(shard.ids)
     norm = np.sqrt(np.maximum(shard.word_counts(), WORD_NORM_FLOOR)).astype(np.float64)
-    best = np.zeros(n, np.float64)
-    for qwords in (query.features.words, query.mirror_words):
+    out = np.zeros((2, n), np.float64)
+    for side, qwords in enumerate((query.features.words, query.mirror_words)):
         if len(qwords) == 0 or len(words) == 0:
             continue
         lo = np.searchsorted(words, qwords, "left")
@@ -284,14 +286,17 @@ def word_scores(query: Query, shard: Shard) -> np.ndarray:
         # Gather every posting of every query word: run i covers lo[i]:lo[i] + hits[i].
         starts = np.repeat(lo - np.cumsum(hits) + hits, hits)
         postings = starts + np.arange(int(hits.sum()))
-        shared = np.bincount(rows[postings], weights=np.repeat(idf, hits), minlength=n)
-        best = np.maximum(best, shared / norm)
-    return best
+        out[side] = np.bincount(rows[postings], weights=np.repeat(idf, hits), minlength=n) / norm
+    return out
 
 
 def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    layout, orientation, colour = coarse_scores(query, shard)
-    words = word_scores(query, shard)
+    layout_all = shard.gist32() @ query.gist_variants.T  # (n, 8)
+    colour = shard.chist32() @ query.features.chist.astype(np.float32)
+    layout = layout_all.max(axis=1)
+    sides = word_scores_by_side(query, shard)
+    words = sides.max(axis=0)
+    orientation = _orientations(layout_all, sides)
     picked: set[int] = set()
     # Each coarse signal fails on some edits (colour on grayscale copies and
     # exposure edits, layout on tight crops, words on flat pictures), so the
@@ -303,35 +308,74 @@ def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tupl
     return np.array(sorted(picked), dtype=np.int64), orientation
 
 
+def _orientations(layout: np.ndarray, sides: np.ndarray) -> np.ndarray:
+    """Per row, the symmetry of the query that best lines it up with the candidate.
+
+    Layout alone is misled by crops, whose frame differs from the original's;
+    where the row shares visual words with the query, the words say whether
+    the query is mirrored, and layout picks the rotation among those four.
+    """
+    mirrored = np.array([transforms.is_mirror(i) for i in range(layout.shape[1])])
+    has_words = sides.max(axis=0) > 0
+    say_mirror = sides[1] > sides[0]
+    allowed = np.where(has_words[:, None], mirrored[None, :] == say_mirror[:, None], True)
+    return np.where(allowed, layout, -np.inf).argmax(axis=1)
+
+
 def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
     if n >= len(values):
         return np.arange(len(values))
     return np.argpartition(-values, n - 1)[:n]
 
 
-def aligned_ssim(query: Query, orientation: int, cand: ImageFeatures) -> float:
-    """SSIM of the thumbnails, or, if higher, of the square of the candidate the query fills.
+def aligned_ssim(
+    query: Query, orientation: int, cand: ImageFeatures, pairs: Sequence[tuple[int, int]] = (), mirrored: bool = False
+) -> float:
+    """SSIM of the thumbnails, or, if higher, after undoing a crop or a warp.
 
-    The second is what a cropped query should be compared with (see
-    :mod:`pictrace.core.align`).
+    ``pairs`` are the ORB matches (query index, candidate index), of the
+    query's mirrored keypoints when ``mirrored``.  A cropped query is also
+    compared with the square of the candidate it fills, and any query with
+    enough consistent matches with the candidate warped onto it by their
+    homography (see :mod:`pictrace.core.align`).
     """
     whole = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
+    best = whole
     found = align.crop_alignment(query.small_thumbs(orientation), cand.thumb)
-    if found is None:
-        return whole
-    square = align.candidate_square(found, cand.thumb)
-    return max(whole, ssim_from_stats(query.crop_stats(orientation, found.scale), ssim_stats(square)))
+    if found is not None:
+        square = align.candidate_square(found, cand.thumb)
+        best = max(best, ssim_from_stats(query.crop_stats(orientation, found.scale), ssim_stats(square)))
+    h = _homography(query, cand, pairs, mirrored)
+    if h is not None:
+        # The keypoints live in the query's own frame, so the warp lines the
+        # candidate up with the unturned query.
+        best = max(best, ssim_from_stats(query.ssim_stats(0), ssim_stats(align.warp_onto_query(cand.thumb, h))))
+    return best
+
+
+def _homography(
+    query: Query, cand: ImageFeatures, pairs: Sequence[tuple[int, int]], mirrored: bool
+) -> np.ndarray | None:
+    if len(pairs) < align.MIN_INLIERS:
+        return None
+    f = query.features
+    kps = f.mirror_keypoints if mirrored else f.keypoints
+    qi, ci = np.array(pairs, dtype=np.intp).T
+    side = cand.thumb.shape[0]
+    return align.keypoint_homography(
+        align.thumb_points(kps[qi], f.side, side), align.thumb_points(cand.keypoints[ci], cand.side, side), side
+    )
 
 
 def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
-    s = aligned_ssim(query, orientation, cand)
     # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
     # The mirrored keypoints are tried only when the layout says the query
     # is a mirror image of this candidate: matching costs most of the time.
-    if transforms.is_mirror(orientation) and query.mirror_descriptors is not None:
-        o = orb_ratio_score(query.mirror_descriptors, cand.descriptors, _bf_knn, ORB_MIN_KEYPOINTS)
-    else:
-        o = orb_ratio_score(query.features.descriptors, cand.descriptors, _bf_knn, ORB_MIN_KEYPOINTS)
+    mirrored = transforms.is_mirror(orientation) and query.mirror_descriptors is not None
+    descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
+    pairs = good_matches(descriptors, cand.descriptors)
+    o = len(pairs) / max(len(descriptors), ORB_MIN_KEYPOINTS) if len(descriptors) else 0.0
+    s = aligned_ssim(query, orientation, cand, pairs, mirrored)
     h = hist_similarity(query, cand)
     # The query was turned by ``orientation`` to line up with the candidate, so
     # the edit that made the query from the candidate is its inverse.
