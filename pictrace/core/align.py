@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pictrace.core import transforms
+
 # Sides of the crop relative to the whole image that are tried: from a 0.8
 # share down to a quarter of the area.
 SCALES: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
@@ -148,3 +150,32 @@ def warp_onto_query(cand_thumb: np.ndarray, h: np.ndarray) -> np.ndarray:
     return cv2.warpPerspective(
         cand_thumb, h, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
     )
+
+
+def _dihedral_matrix(index: int) -> np.ndarray:
+    """The 2x2 map of (x, y) offsets from the centre that ``transforms.apply(., index)`` performs."""
+    offsets = np.stack(np.meshgrid(np.arange(-1, 2), np.arange(-1, 2)), axis=-1)  # [row, col] = (x, y)
+    moved = transforms.apply(offsets, index)
+    m = np.zeros((2, 2))
+    for axis, unit in enumerate(((1, 0), (0, 1))):
+        r, c = np.argwhere((moved == unit).all(axis=-1))[0]
+        m[:, axis] = (c - 1, r - 1)
+    return m
+
+
+_DIHEDRAL_MATRICES = [_dihedral_matrix(i) for i in range(len(transforms.DIHEDRAL))]
+
+
+def dihedral_of(h: np.ndarray, thumb_side: int) -> int:
+    """The symmetry of the square closest to the turn or mirror that ``h`` performs.
+
+    ``h`` maps the candidate's thumbnail onto the query's, so the result is
+    the index ``i`` for which ``transforms.apply(candidate, i)`` looks most
+    like the query; its local linear part is taken at the query's centre.
+    """
+    centre = np.float64([[thumb_side / 2, thumb_side / 2]]).reshape(-1, 1, 2)
+    c = cv2.perspectiveTransform(centre, np.linalg.inv(h)).reshape(2)
+    probe = np.float64([c, c + (1, 0), c + (0, 1)]).reshape(-1, 1, 2)
+    p = cv2.perspectiveTransform(probe, h).reshape(3, 2)
+    jacobian = np.stack([p[1] - p[0], p[2] - p[0]], axis=1)
+    return int(np.argmax([float((m * jacobian).sum()) for m in _DIHEDRAL_MATRICES]))

@@ -56,6 +56,8 @@ DEFAULT_SHORTLIST = 48
 _HIST_N = HIST_BINS**3
 # ORB shares in the default ranking count at least this many query keypoints.
 ORB_MIN_KEYPOINTS = 50
+# Layout similarity at which a quarter turn of the query is believed.
+TRUSTED_LAYOUT = 0.5
 # Word scores are divided by the square root of a row's word count, at least this.
 WORD_NORM_FLOOR = 64
 # A query whose histogram has this share of its (squared) mass on the grey
@@ -311,15 +313,20 @@ def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tupl
 def _orientations(layout: np.ndarray, sides: np.ndarray) -> np.ndarray:
     """Per row, the symmetry of the query that best lines it up with the candidate.
 
-    Layout alone is misled by crops, whose frame differs from the original's;
-    where the row shares visual words with the query, the words say whether
-    the query is mirrored, and layout picks the rotation among those four.
+    Layout alone is misled by crops, whose frame differs from the original's.
+    Where the row shares visual words with the query, the words say whether
+    the query is mirrored; layout picks the quarter turn among those four
+    symmetries, but only if it matches well (TRUSTED_LAYOUT): a crop resembles
+    no turn of its original in particular, and most pictures are upright.
     """
     mirrored = np.array([transforms.is_mirror(i) for i in range(layout.shape[1])])
     has_words = sides.max(axis=0) > 0
-    say_mirror = sides[1] > sides[0]
-    allowed = np.where(has_words[:, None], mirrored[None, :] == say_mirror[:, None], True)
-    return np.where(allowed, layout, -np.inf).argmax(axis=1)
+    say_mirror = np.where(has_words, sides[1] > sides[0], mirrored[layout.argmax(axis=1)])
+    allowed = mirrored[None, :] == say_mirror[:, None]
+    best = np.where(allowed, layout, -np.inf).argmax(axis=1)
+    trusted = layout[np.arange(len(best)), best] >= TRUSTED_LAYOUT
+    upright = np.where(say_mirror, transforms.DIHEDRAL.index((True, 0)), 0)
+    return np.where(trusted, best, upright)
 
 
 def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
@@ -328,38 +335,40 @@ def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
     return np.argpartition(-values, n - 1)[:n]
 
 
-def aligned_ssim(
-    query: Query, orientation: int, cand: ImageFeatures, pairs: Sequence[tuple[int, int]] = (), mirrored: bool = False
-) -> float:
+def aligned_ssim(query: Query, orientation: int, cand: ImageFeatures, homography: np.ndarray | None = None) -> float:
     """SSIM of the thumbnails, or, if higher, after undoing a crop or a warp.
 
-    ``pairs`` are the ORB matches (query index, candidate index), of the
-    query's mirrored keypoints when ``mirrored``.  A cropped query is also
-    compared with the square of the candidate it fills, and any query with
-    enough consistent matches with the candidate warped onto it by their
-    homography (see :mod:`pictrace.core.align`).
+    A cropped query is also compared with the square of the candidate it
+    fills, and, given the ``homography`` of their ORB matches, the candidate
+    warped onto the query (see :mod:`pictrace.core.align`).
     """
-    whole = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
-    best = whole
+    best = ssim_from_stats(query.ssim_stats(orientation), ssim_stats(cand.thumb))
     found = align.crop_alignment(query.small_thumbs(orientation), cand.thumb)
     if found is not None:
         square = align.candidate_square(found, cand.thumb)
         best = max(best, ssim_from_stats(query.crop_stats(orientation, found.scale), ssim_stats(square)))
-    h = _homography(query, cand, pairs, mirrored)
-    if h is not None:
+    if homography is not None:
         # The keypoints live in the query's own frame, so the warp lines the
         # candidate up with the unturned query.
-        best = max(best, ssim_from_stats(query.ssim_stats(0), ssim_stats(align.warp_onto_query(cand.thumb, h))))
+        warped = align.warp_onto_query(cand.thumb, homography)
+        best = max(best, ssim_from_stats(query.ssim_stats(0), ssim_stats(warped)))
     return best
 
 
-def _homography(
-    query: Query, cand: ImageFeatures, pairs: Sequence[tuple[int, int]], mirrored: bool
+def match_homography(
+    query: Query, cand: ImageFeatures, pairs: Sequence[tuple[int, int]], mirrored: bool = False
 ) -> np.ndarray | None:
+    """The homography from candidate to query thumbnail of ORB matches ``pairs``, or None.
+
+    ``pairs`` are (query index, candidate index), of the query's mirrored
+    keypoints when ``mirrored``.
+    """
     if len(pairs) < align.MIN_INLIERS:
         return None
     f = query.features
     kps = f.mirror_keypoints if mirrored else f.keypoints
+    if kps is None:
+        return None
     qi, ci = np.array(pairs, dtype=np.intp).T
     side = cand.thumb.shape[0]
     return align.keypoint_homography(
@@ -369,17 +378,21 @@ def _homography(
 
 def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
     # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
-    # The mirrored keypoints are tried only when the layout says the query
-    # is a mirror image of this candidate: matching costs most of the time.
+    # The mirrored keypoints are tried only when the coarse stage says the
+    # query is a mirror image of this candidate: matching costs most of the time.
     mirrored = transforms.is_mirror(orientation) and query.mirror_descriptors is not None
     descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
     pairs = good_matches(descriptors, cand.descriptors)
     o = len(pairs) / max(len(descriptors), ORB_MIN_KEYPOINTS) if len(descriptors) else 0.0
-    s = aligned_ssim(query, orientation, cand, pairs, mirrored)
-    h = hist_similarity(query, cand)
+    h = match_homography(query, cand, pairs, mirrored)
+    if h is not None:
+        # Matched keypoints know the turn better than the coarse layout does.
+        orientation = transforms.inverse(align.dihedral_of(h, cand.thumb.shape[0]))
+    s = aligned_ssim(query, orientation, cand, h)
+    hs = hist_similarity(query, cand)
     # The query was turned by ``orientation`` to line up with the candidate, so
     # the edit that made the query from the candidate is its inverse.
-    return _match(cand.sha256, s, o, h, transforms.name(transforms.inverse(orientation)), meta)
+    return _match(cand.sha256, s, o, hs, transforms.name(transforms.inverse(orientation)), meta)
 
 
 def _seed_match(query: Query, cand: ImageFeatures, meta: dict) -> Match:

@@ -204,3 +204,19 @@ def test_orb_share_counts_at_least_the_minimum_keypoints():
     few = f.descriptors[:2]
     assert orb_ratio_score(few, f.descriptors, _flann_knn) >= 0.5
     assert orb_ratio_score(few, f.descriptors, _flann_knn, min_keypoints=50) <= 2 / 50
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("corner", [(0, 0), (1, 1), (0, 1)])
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_tight_corner_crop_is_found_with_the_right_mirror(catalog, name, corner, mirrored):
+    # A crop's layout resembles no symmetry of the original in particular;
+    # the visual words it shares with the original still tell a mirror apart.
+    img = sample_bgr(name)
+    h, w = img.shape[:2]
+    ch, cw = int(h * 0.55), int(w * 0.55)
+    y0, x0 = int((h - ch) * corner[0]), int((w - cw) * corner[1])
+    crop = img[y0 : y0 + ch, x0 : x0 + cw]
+    hit = _search(catalog, np.ascontiguousarray(crop[:, ::-1] if mirrored else crop), k=1)[0]
+    assert hit.meta["name"] == name
+    assert hit.transform == ("mirror" if mirrored else "identity")
