@@ -13,10 +13,11 @@ candidates by cheap signals read from the shard (layout under the eight
 square symmetries and coarse colour, one matrix product; shared visual
 words, one look-up in the shard's inverted index), then computes the three
 signals only for a shortlist, made robust to common edits: SSIM in the
-query's best symmetry and, for a crop, over the square of the candidate it
-fills (:mod:`pictrace.core.align`); ORB with the query's mirror image's
-keypoints when that symmetry is a mirror; histograms also compared with
-brightness and contrast undone (:mod:`pictrace.core.tone`).
+query's best symmetry, for a crop also over the square of the candidate it
+fills, and with the candidate warped onto the query by the homography of
+their ORB matches (:mod:`pictrace.core.align`); ORB with the query's mirror
+image's keypoints when that symmetry is a mirror; histograms also compared
+with brightness and contrast undone (:mod:`pictrace.core.tone`).
 """
 
 from __future__ import annotations
