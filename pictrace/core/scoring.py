@@ -261,25 +261,28 @@ def rank(matches: Iterable[Match], k: int) -> list[Match]:
 def word_scores(query: Query, shard: Shard) -> np.ndarray:
     """Visual words each row shares with the query (or its mirror image), weighted by rarity.
 
-    The better of :func:`word_scores_by_side`'s two rows.
+    The better of :func:`shared_words`' two weighted rows.
     """
-    return word_scores_by_side(query, shard).max(axis=0)
+    return shared_words(query, shard)[0].max(axis=0)
 
 
-def word_scores_by_side(query: Query, shard: Shard) -> np.ndarray:
-    """(2, n) word scores of the query's own words (row 0) and its mirror image's (row 1).
+def shared_words(query: Query, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted scores and plain counts, each (2, n), of the words rows share with the query.
 
-    Each shared word counts its inverse document frequency within the shard,
+    Row 0 is the query's own words, row 1 its mirror image's.  Each shared
+    word scores its inverse document frequency within the shard,
     log((n + 1) / (rows having it + 1)), so words every flat patch produces
     count for little; the sum is divided by the square root of the row's
     word count (at least WORD_NORM_FLOOR), so pictures with many words do not
-    win by size alone.  ORB descriptors change under a mirror but not under
-    rotation, so the higher row also says whether the query is mirrored.
+    win by size alone.  The counts do not depend on the rest of the shard;
+    ORB descriptors change under a mirror but not under rotation, so they
+    say whether the query is mirrored.
     """
     words, rows = shard.postings()
     n = len(shard.ids)
     norm = np.sqrt(np.maximum(shard.word_counts(), WORD_NORM_FLOOR)).astype(np.float64)
-    out = np.zeros((2, n), np.float64)
+    scores = np.zeros((2, n), np.float64)
+    counts = np.zeros((2, n), np.int64)
     for side, qwords in enumerate((query.features.words, query.mirror_words)):
         if len(qwords) == 0 or len(words) == 0:
             continue
@@ -288,18 +291,19 @@ def word_scores_by_side(query: Query, shard: Shard) -> np.ndarray:
         idf = np.log((n + 1.0) / (hits + 1.0))
         # Gather every posting of every query word: run i covers lo[i]:lo[i] + hits[i].
         starts = np.repeat(lo - np.cumsum(hits) + hits, hits)
-        postings = starts + np.arange(int(hits.sum()))
-        out[side] = np.bincount(rows[postings], weights=np.repeat(idf, hits), minlength=n) / norm
-    return out
+        postings = rows[starts + np.arange(int(hits.sum()))]
+        scores[side] = np.bincount(postings, weights=np.repeat(idf, hits), minlength=n) / norm
+        counts[side] = np.bincount(postings, minlength=n)
+    return scores, counts
 
 
 def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     layout_all = shard.gist32() @ query.gist_variants.T  # (n, 8)
     colour = shard.chist32() @ query.features.chist.astype(np.float32)
     layout = layout_all.max(axis=1)
-    sides = word_scores_by_side(query, shard)
-    words = sides.max(axis=0)
-    orientation = _orientations(layout_all, sides)
+    scores, counts = shared_words(query, shard)
+    words = scores.max(axis=0)
+    orientation = _orientations(layout_all, counts)
     picked: set[int] = set()
     # Each coarse signal fails on some edits (colour on grayscale copies and
     # exposure edits, layout on tight crops, words on flat pictures), so the
@@ -311,7 +315,7 @@ def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tupl
     return np.array(sorted(picked), dtype=np.int64), orientation
 
 
-def _orientations(layout: np.ndarray, sides: np.ndarray) -> np.ndarray:
+def _orientations(layout: np.ndarray, shared: np.ndarray) -> np.ndarray:
     """Per row, the symmetry of the query that best lines it up with the candidate.
 
     Layout alone is misled by crops, whose frame differs from the original's.
@@ -321,8 +325,8 @@ def _orientations(layout: np.ndarray, sides: np.ndarray) -> np.ndarray:
     no turn of its original in particular, and most pictures are upright.
     """
     mirrored = np.array([transforms.is_mirror(i) for i in range(layout.shape[1])])
-    has_words = sides.max(axis=0) > 0
-    say_mirror = np.where(has_words, sides[1] > sides[0], mirrored[layout.argmax(axis=1)])
+    has_words = shared.max(axis=0) > 0
+    say_mirror = np.where(has_words, shared[1] > shared[0], mirrored[layout.argmax(axis=1)])
     allowed = mirrored[None, :] == say_mirror[:, None]
     best = np.where(allowed, layout, -np.inf).argmax(axis=1)
     trusted = layout[np.arange(len(best)), best] >= TRUSTED_LAYOUT
