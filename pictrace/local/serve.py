@@ -85,6 +85,9 @@ def _abandon(stack: LocalStack) -> None:
 def wait() -> None:
     """Block until Ctrl-C or SIGTERM; both return normally."""
     if threading.current_thread() is threading.main_thread():
+        # A process started in the background by a shell without job control
+        # inherits SIGINT ignored; "press Ctrl-C to stop" must hold anyway.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     try:
         while True:

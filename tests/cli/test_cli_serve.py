@@ -27,7 +27,7 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def serve(*args: str) -> subprocess.Popen:
+def serve(*args: str, **popen) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pictrace", "serve", *args],
         stdout=subprocess.PIPE,
@@ -35,7 +35,20 @@ def serve(*args: str) -> subprocess.Popen:
         text=True,
         env=clean_env(),
         cwd=REPO,
+        **popen,
     )
+
+
+def test_ctrl_c_stops_serve_even_when_started_with_sigint_ignored():
+    # What a shell without job control does to a command started with "&".
+    port = closed_port()
+    proc = serve("--no-demo", "--port", str(port), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout.readline().strip() == f"web page: http://127.0.0.1:{port}/"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err.splitlines()[-1] == "stopped"
 
 
 def test_serve_once_seeds_the_demo_and_finds_coffee_first():
