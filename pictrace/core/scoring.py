@@ -388,7 +388,7 @@ def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: di
     mirrored = transforms.is_mirror(orientation) and query.mirror_descriptors is not None
     descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
     pairs = good_matches(descriptors, cand.descriptors)
-    o = len(pairs) / max(len(descriptors), ORB_MIN_KEYPOINTS) if len(descriptors) else 0.0
+    o = orb_share(len(pairs), len(descriptors), ORB_MIN_KEYPOINTS)
     h = match_homography(query, cand, pairs, mirrored)
     if h is not None:
         # Matched keypoints know the turn better than the coarse layout does.
@@ -466,18 +466,17 @@ def hist_correlation_dense(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def orb_ratio_score(query_desc: np.ndarray, cand_desc: np.ndarray, knn: Callable, min_keypoints: int = 1) -> float:
-    """Share of query keypoints whose best match passes Lowe's ratio test.
+    """Share of query keypoints whose best match passes Lowe's ratio test (see :func:`orb_share`)."""
+    return orb_share(len(good_matches(query_desc, cand_desc, knn)), len(query_desc), min_keypoints)
 
-    The share is taken of at least ``min_keypoints``: the original used 1,
-    so a nearly flat query with two keypoints and one lucky match scored 0.5.
+
+def orb_share(good: int, query_keypoints: int, min_keypoints: int = 1) -> float:
+    """``good`` matches as a share of the query's keypoints, counting at least ``min_keypoints``.
+
+    The original counted at least 1, so a nearly flat query with two
+    keypoints and one lucky match scored 0.5.
     """
-    if len(query_desc) == 0 or len(cand_desc) < 2:
-        return 0.0
-    good = 0
-    for pair in knn(query_desc, cand_desc):
-        if len(pair) == 2 and pair[0].distance < RATIO * pair[1].distance:
-            good += 1
-    return good / max(len(query_desc), min_keypoints)
+    return good / max(query_keypoints, min_keypoints, 1)
 
 
 def matched_points(query: ImageFeatures, cand: ImageFeatures) -> tuple[list[list[float]], bool]:
@@ -500,13 +499,13 @@ def matched_points(query: ImageFeatures, cand: ImageFeatures) -> tuple[list[list
     return out, mirrored
 
 
-def good_matches(query_desc: np.ndarray, cand_desc: np.ndarray) -> list[tuple[int, int]]:
-    """(query index, candidate index) of matches passing the ratio test, exact matching."""
+def good_matches(query_desc: np.ndarray, cand_desc: np.ndarray, knn: Callable | None = None) -> list[tuple[int, int]]:
+    """(query index, candidate index) of matches passing the ratio test; exact matching unless ``knn`` says otherwise."""
     if len(query_desc) == 0 or len(cand_desc) < 2:
         return []
     return [
         (p[0].queryIdx, p[0].trainIdx)
-        for p in _bf_knn(query_desc, cand_desc)
+        for p in (knn or _bf_knn)(query_desc, cand_desc)
         if len(p) == 2 and p[0].distance < RATIO * p[1].distance
     ]
 
