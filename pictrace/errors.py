@@ -115,3 +115,20 @@ class ScoringFailed(PicTraceError):
 
     code = "scoring_failed"
     status = 502
+
+
+# --- the embedding model ---------------------------------------------------------
+
+
+class ModelUnavailable(PicTraceError):
+    """The embedding model file is missing or unreadable (a deployment fault, not bad input)."""
+
+    code = "model_unavailable"
+    status = 503
+
+
+class UnsafeWeights(PicTraceError):
+    """A weights file asks for anything but tensors (it would run code if unpickled normally)."""
+
+    code = "unsafe_weights"
+    status = 422
