@@ -76,6 +76,10 @@ _nets_lock = threading.Lock()
 
 
 def _net(path: str = "") -> _Net:
+    if not path:
+        from pictrace.config import Config
+
+        path = Config.from_env().model_path  # read once: the net is cached by path
     key = Path(path) if path else DEFAULT_MODEL
     with _nets_lock:
         if key not in _nets:
@@ -101,7 +105,10 @@ def preprocess(bgr: np.ndarray) -> np.ndarray:
 
 
 def embed(bgr: np.ndarray, model_path: str = "") -> Embedding:
-    """The embedding and top-5 labels of one BGR uint8 image (any size, 3 or 4 channels, or gray)."""
+    """The embedding and top-5 labels of one BGR uint8 image (any size, 3 or 4 channels, or gray).
+
+    ``model_path`` "" means ``Config.model_path`` (``PICTRACE_MODEL_PATH``), else the packaged file.
+    """
     features, logits = _net(model_path).run(preprocess(bgr))
     vector = features.astype(np.float32)
     norm = float(np.linalg.norm(vector))

@@ -143,7 +143,7 @@ def test_functions_share_runtime_settings_and_environment() -> None:
         assert props["Architectures"] == ["x86_64"]
         assert props["MemorySize"] == 1769
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert len(props["Layers"]) == 2
+        assert len(props["Layers"]) == 3
         env = props["Environment"]["Variables"]
         assert env["POWERTOOLS_SERVICE_NAME"] == "pictrace"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "PicTrace"
@@ -202,7 +202,7 @@ def test_each_function_with_its_layers_fits_lambda_limit(project_build: Path) ->
     built = load_yaml(project_build / "template.yaml")
     for name in FUNCTIONS:
         layers = function_layers(built, name)
-        assert set(layers) == {"OpenCvLayer", "PicTraceLayer"}
+        assert set(layers) == {"OpenCvLayer", "PicTraceLayer", "ModelLayer"}
         total = tree_size(project_build / name) + sum(tree_size(project_build / l) for l in layers)
         assert total < LAMBDA_UNZIPPED_LIMIT, f"{name}: {total / 2**20:.1f} MiB unzipped"
 
