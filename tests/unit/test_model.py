@@ -123,3 +123,15 @@ def test_int8_codes_keep_cosine(model_file):
 def test_missing_model_names_the_build_command(tmp_path):
     with pytest.raises(ModelUnavailable, match="pictrace.model.convert"):
         embedding.embed(sample_bgr("coffee"), model_path=str(tmp_path / "absent.onnx"))
+
+
+def test_benchmark_metrics_leave_the_query_out():
+    from benchmarks.similar import ranking_metrics
+
+    # a0 and a1 point the same way, b0 elsewhere, b1 nearer a than b0.
+    v = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.7, 0.3]], np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    m = ranking_metrics(v, np.array(["a", "a", "b", "b"]))
+    # a0->a1 hit, a1->a0 hit, b0->b1 hit, b1->a1 miss (b0 third: AP 1/3).
+    assert m["precision_at_1"] == 0.75
+    assert m["map_at_10"] == round((1 + 1 + 1 + 1 / 3) / 4, 4)
