@@ -23,7 +23,7 @@ REFUSED = [
     ("192.168.1.1", "private"),
     ("100.64.0.1", "shared"),
     ("100.127.255.255", "shared"),
-    ("169.254.169.254", "link-local"),
+    ("169.254.169.254", "metadata"),
     ("169.254.0.1", "link-local"),
     ("0.0.0.0", "unspecified"),
     ("0.1.2.3", "unspecified"),
@@ -53,13 +53,13 @@ REFUSED = [
     # IPv6 forms carrying a refused IPv4 address are judged by that address
     ("::ffff:127.0.0.1", "loopback"),
     ("::ffff:10.1.2.3", "private"),
-    ("::ffff:169.254.169.254", "link-local"),
+    ("::ffff:169.254.169.254", "metadata"),
     ("64:ff9b::10.0.0.1", "private"),
-    ("64:ff9b::169.254.169.254", "link-local"),
+    ("64:ff9b::169.254.169.254", "metadata"),
     ("64:ff9b::127.0.0.1", "loopback"),
     ("2002:a00:1::1", "private"),  # 6to4 of 10.0.0.1
     ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
-    ("2002:a9fe:a9fe::1", "link-local"),
+    ("2002:a9fe:a9fe::1", "metadata"),
 ]
 
 ALLOWED = [
@@ -116,6 +116,43 @@ def test_allow_private_lifts_loopback_and_private(address: str) -> None:
 def test_allow_private_keeps_metadata_and_special_ranges_refused(address: str) -> None:
     with pytest.raises(BlockedURL):
         check_address(address, allow_private=True)
+
+
+# Cloud metadata, credentials and time endpoints, in every spelling that reaches them.
+METADATA = [
+    "169.254.169.254",  # EC2, GCP, Azure instance metadata
+    "169.254.170.2",  # ECS task credentials
+    "169.254.169.123",  # Amazon Time Sync
+    "169.254.169.253",  # Amazon DNS
+    "100.100.100.200",  # Alibaba Cloud metadata
+    "fd00:ec2::254",  # EC2 instance metadata over IPv6
+    "fd00:ec2::23",  # Amazon Time Sync over IPv6
+    "fd00:ec2::123",
+    "fd00:ec2::253",  # Amazon DNS over IPv6
+    "FD00:EC2:0:0:0:0:0:254",
+    "::ffff:169.254.169.254",
+    "::ffff:a9fe:aa02",  # mapped 169.254.170.2
+    "::ffff:100.100.100.200",
+    "64:ff9b::169.254.170.2",  # NAT64
+    "64:ff9b::6464:64c8",  # NAT64 of 100.100.100.200
+    "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+    "2002:6464:64c8::1",  # 6to4 of 100.100.100.200
+]
+
+
+@pytest.mark.parametrize("address", METADATA)
+def test_metadata_addresses_are_refused_whatever_the_policy(address: str) -> None:
+    assert classify(address) == "metadata"
+    for allow_private in (False, True):
+        with pytest.raises(BlockedURL) as raised:
+            check_address(address, allow_private=allow_private)
+        assert raised.value.details["reason"] == "metadata"
+
+
+def test_the_rest_of_the_private_ipv6_range_stays_liftable() -> None:
+    # Only AWS's reserved fd00:ec2::/32 is metadata; a LAN's ULA is private.
+    assert classify("fd00:ec3::254") == "private"
+    check_address("fd00:ec3::254", allow_private=True)
 
 
 HOSTS = [

@@ -14,6 +14,7 @@ answered here, each in one place:
 * :func:`check_address` -- is an IP address globally routable? Private,
   loopback, link-local, shared, multicast, unspecified and reserved ranges are
   refused, including IPv4 addresses wrapped in IPv6 (mapped, NAT64, 6to4).
+  Cloud metadata endpoints are refused under every policy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ ALLOWED_SCHEMES = frozenset({"http", "https"})
 
 # Reasons that FetchPolicy.allow_private lifts; everything else stays refused.
 PRIVATE_REASONS = frozenset({"loopback", "private"})
+
+# Cloud metadata, credential, DNS and time endpoints. They sit inside ranges
+# refused anyway, but fd00:ec2::/32 lies in fc00::/7, which allow_private
+# lifts; naming them first makes "metadata" a reason no policy lifts.
+_METADATA: tuple[IPv4Network | IPv6Network, ...] = (
+    IPv4Network("169.254.169.254/32"),  # EC2, GCP, Azure, OpenStack instance metadata
+    IPv4Network("169.254.170.2/32"),  # ECS task credentials
+    IPv4Network("169.254.169.123/32"),  # Amazon Time Sync
+    IPv4Network("169.254.169.253/32"),  # Amazon-provided DNS
+    IPv4Network("100.100.100.200/32"),  # Alibaba Cloud metadata
+    IPv6Network("fd00:ec2::/32"),  # AWS's IPv6 metadata (::254), DNS (::253) and time (::23, ::123)
+)
 
 # IANA special-purpose registries (RFC 6890 and successors). A /24 is refused
 # whole even where the registry marks a single address global: nothing a user
@@ -85,8 +98,9 @@ _HEX_NUMBER = re.compile(r"0x[0-9a-f]*")
 def classify(ip: IPAddress | str) -> str | None:
     """Return why ``ip`` may not be fetched from, or None if it is global.
 
-    The reason is one of ``unspecified``, ``loopback``, ``private``,
-    ``shared``, ``link-local``, ``multicast`` or ``reserved``. An IPv6 address
+    The reason is one of ``metadata`` (a cloud metadata endpoint),
+    ``unspecified``, ``loopback``, ``private``, ``shared``, ``link-local``,
+    ``multicast`` or ``reserved``. An IPv6 address
     that carries an IPv4 address (``::ffff:a.b.c.d``, NAT64 ``64:ff9b::/96``,
     6to4 ``2002::/16``) is judged by the IPv4 address it reaches.
     """
@@ -98,6 +112,8 @@ def classify(ip: IPAddress | str) -> str | None:
         table: tuple[tuple[IPv4Network | IPv6Network, str], ...] = _REFUSED_V6
     else:
         table = _REFUSED_V4
+    if any(ip in network for network in _METADATA):
+        return "metadata"
     for network, reason in table:
         if ip in network:
             return reason
@@ -121,8 +137,8 @@ def check_address(ip: IPAddress | str, *, allow_private: bool = False) -> None:
     """Raise :class:`BlockedURL` unless ``ip`` is globally routable.
 
     ``allow_private`` lifts only the loopback and private ranges (for a local
-    demo stack); link-local -- where cloud metadata lives -- and the other
-    ranges stay refused.
+    demo stack); metadata endpoints (even ``fd00:ec2::254``, inside the
+    private fc00::/7), link-local and the other ranges stay refused.
     """
     parsed = ip_address(ip) if isinstance(ip, str) else ip
     reason = classify(parsed)
