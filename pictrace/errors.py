@@ -110,6 +110,13 @@ class CorruptShard(PicTraceError):
     status = 502
 
 
+class DamagedRecord(PicTraceError):
+    """A catalog record in the bucket is unreadable; DELETE of its id still removes it."""
+
+    code = "damaged_record"
+    status = 409
+
+
 class ScoringFailed(PicTraceError):
     """A scoring batch failed after its retries."""
 

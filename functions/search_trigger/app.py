@@ -29,6 +29,9 @@ def lambda_handler(event: dict, context) -> dict:
         except PicTraceError as exc:
             logger.warning("search from S3 failed", extra={"key": key, **exc.log_fields()})
             body = exc.to_dict()
+        except Exception as exc:  # a defect must still leave a result, and not stop the next record
+            logger.exception("search from S3 crashed", extra={"key": key})
+            body = {"error": "internal_error", "message": f"the search failed ({exc.__class__.__name__})"}
         body["source_key"] = key
         out = layout.result_key(key)
         s.store.put(out, json.dumps(body).encode(), content_type="application/json")

@@ -84,6 +84,32 @@ class S3Store:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)
 
+    def etag(self, key: str) -> str | None:
+        """The object's ETag now (a HEAD), or None if there is no object at ``key``."""
+        try:
+            return str(self.client.head_object(Bucket=self.bucket, Key=key)["ETag"])
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete only the version with ``etag`` (S3 conditional delete).
+
+        True if deleted, False if the object is already gone; PreconditionFailed
+        if it was rewritten since ``etag`` was read.
+        """
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return False
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise PreconditionFailed(key) from None
+            raise
+        return True
+
     def delete_many(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):
             chunk = keys[start : start + 1000]

@@ -6,13 +6,21 @@ lists the pending prefix.  Packing (``pictrace.catalog.packing``) later folds
 pending rows into large shards.  A delete writes a tombstone first, so a
 search that starts after the delete returned skips the image even while an
 old shard still holds its row.
+
+Races between an add and a delete of the same image (two API containers, or
+an API call and a late S3 notification) converge: the record decides.  A
+delete removes every other object first and the record last, with a
+conditional delete of the version it read; an add that wrote a record ends by
+making the other objects agree with whatever the record is then
+(:meth:`Catalog._settle`).  A damaged record is reported, never fatal to a
+page, and DELETE of its id still removes what belongs to it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 from pictrace.adapters.s3 import PreconditionFailed, S3Store
@@ -22,7 +30,7 @@ from pictrace.config import Config
 from pictrace.core.features import ImageFeatures, extract_features
 from pictrace.core.probe import probe
 from pictrace.core.shard import Shard
-from pictrace.errors import BadRequest, NotFound, PayloadTooLarge
+from pictrace.errors import BadRequest, DamagedRecord, NotFound, PayloadTooLarge
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "bmp": "bmp", "tiff": "tif", "gif": "gif"}
 CONTENT_TYPES = {
@@ -46,6 +54,7 @@ class Page:
     records: list[ImageRecord]
     next_cursor: str | None
     total: int
+    damaged: list[dict] = field(default_factory=list)  # {"id", "key", "reason"} of records skipped
 
 
 class Catalog:
@@ -63,13 +72,15 @@ class Catalog:
         image_url: str = "",
         page_url: str = "",
         key: str | None = None,
+        etag: str = "",
     ) -> Added:
         """Add image bytes; identical bytes return the existing record.
 
         Everything is validated and computed before the first write, so a
         failed add leaves the bucket as it was.  ``key`` names an original
-        that is already stored (a catalog drop); otherwise the original is
-        written to ``catalog/<sha256>.<ext>``.
+        that is already stored (a catalog drop, whose ETag is ``etag``);
+        otherwise the original is written to ``catalog/<sha256>.<ext>``.  A
+        damaged record of the same bytes is replaced.
         """
         if len(data) > self.config.max_image_bytes:
             raise PayloadTooLarge(
@@ -77,7 +88,7 @@ class Catalog:
             )
         info = probe(data)
         features = extract_features(data, max_pixels=self.config.max_pixels)
-        existing = self.find(features.sha256)
+        existing = self._readable(features.sha256)
         if existing is not None:
             return Added(existing, created=False)
         record = ImageRecord(
@@ -90,13 +101,15 @@ class Catalog:
             name=name[:256],
             image_url=image_url,
             page_url=page_url,
+            etag=etag,
         )
         return self._write(record, features, data if key is None else None)
 
     def _write(self, record: ImageRecord, features: ImageFeatures, original: bytes | None) -> Added:
         sha = record.id
         if original is not None:
-            self.store.put(record.key, original, content_type=CONTENT_TYPES[record.format])
+            etag = self.store.put(record.key, original, content_type=CONTENT_TYPES[record.format])
+            record = replace(record, etag=etag)
         self.store.put(layout.by_key_key(record.key), sha.encode(), content_type="text/plain")
         self.store.put(layout.features_key(sha), features.to_bytes())
         try:
@@ -106,51 +119,140 @@ class Catalog:
             )
             created = True
         except PreconditionFailed:
-            record, created = self.find(sha) or record, False
+            existing = self._readable(sha)
+            if existing is None:  # damaged, or deleted this instant: this add stands
+                self.store.put(layout.record_key(sha), record.to_json(), content_type="application/json")
+                created = True
+            else:
+                record, created = existing, False
         # The pending row makes the image searchable; it goes last so that a
         # search never sees a row whose features are not stored yet.  Both
         # racing adds write it, so each caller can search as soon as it returns.
-        pending = Shard.build([(features, record.shard_meta())])
-        self.store.put(layout.pending_key(sha), pending.to_bytes())
+        self.store.put(layout.pending_key(sha), self._pending_row(features, record))
         self.store.delete(layout.tombstone_key(sha))
+        self._settle(record, features, original)
         return Added(record, created=created)
 
+    @staticmethod
+    def _pending_row(features: ImageFeatures, record: ImageRecord) -> bytes:
+        """The one-row pending shard that makes ``record`` searchable."""
+        return Shard.build([(features, record.shard_meta())]).to_bytes()
+
+    def _settle(self, written: ImageRecord, features: ImageFeatures, original: bytes | None) -> None:
+        """After an add: make the image's objects agree with its record as it is now.
+
+        A delete that ran during the add may have removed objects the add
+        wrote, or the record itself after the add wrote it.  Record present:
+        the original (if this add holds its bytes), features, by-key entry and
+        pending row exist and no tombstone hides it.  Record gone: a
+        tombstone and no pending row, and nothing this add wrote is left
+        behind.  Checked again after each repair, a few rounds at most.
+        """
+        sha = written.id
+        for _ in range(3):
+            record = self._readable(sha)
+            if record is None:
+                self.store.put(layout.tombstone_key(sha), uuid.uuid4().hex.encode(), content_type="text/plain")
+                self.store.delete(layout.pending_key(sha))
+                self.store.delete(layout.features_key(sha))
+                if original is not None:  # the delete won; what this add put back must go too
+                    self.store.delete(layout.by_key_key(written.key))
+                    self.store.delete(written.key)
+                return
+            missing = self._missing(record)
+            if not missing:
+                return
+            if layout.tombstone_key(sha) in missing:
+                self.store.delete(layout.tombstone_key(sha))
+            if record.key in missing:
+                if original is None:  # a dropped original vanished: its ObjectRemoved event retires it
+                    return
+                self.store.put(record.key, original, content_type=CONTENT_TYPES[record.format])
+            if layout.by_key_key(record.key) in missing:
+                self.store.put(layout.by_key_key(record.key), sha.encode(), content_type="text/plain")
+            if layout.features_key(sha) in missing:
+                self.store.put(layout.features_key(sha), features.to_bytes())
+            if layout.pending_key(sha) in missing:
+                self.store.put(layout.pending_key(sha), self._pending_row(features, record))
+
+    def _missing(self, record: ImageRecord) -> set[str]:
+        """Which of a live image's objects are wrong: absent ones, or a tombstone that is present."""
+        sha = record.id
+        wanted = [record.key, layout.by_key_key(record.key), layout.features_key(sha), layout.pending_key(sha)]
+        out = {key for key in wanted if self.store.etag(key) is None}
+        if self.store.etag(layout.tombstone_key(sha)) is not None:
+            out.add(layout.tombstone_key(sha))
+        return out
+
     def index_object(self, key: str) -> Added:
-        """Index an original that was dropped into ``catalog/`` (S3 ObjectCreated)."""
+        """Index an original that was dropped into ``catalog/`` (S3 ObjectCreated).
+
+        Replayed events are duplicates.  When the key was overwritten with
+        other bytes, the new bytes are indexed and the old image is retired
+        (its record, features and rows; the object is now the new image).
+        """
         if not key.startswith(layout.CATALOG):
             raise BadRequest(f"{key} is not under {layout.CATALOG}")
-        try:
-            known = self.store.get(layout.by_key_key(key)).decode()
-        except NotFound:
-            known = ""
-        if known:
-            record = self.find(known)
-            if record is not None:
-                return Added(record, created=False)
-        data = self.store.get(key, max_bytes=self.config.max_image_bytes)
-        name = key[len(layout.CATALOG):]
-        return self.add(data, name=name, key=key)
+        record = self._record_at(key)
+        if record is not None and record.key != key:
+            return Added(record, created=False)  # the key's bytes are catalogued under another key
+        if record is not None and record.etag and record.etag == self.store.etag(key):
+            return Added(record, created=False)
+        data, etag = self.store.get_with_etag(key, max_bytes=self.config.max_image_bytes)
+        if record is not None:
+            if sha256(data) == record.id:
+                return Added(record, created=False)  # a record older than stored ETags
+            self.delete(record.id, keep_original=True)
+        return self.add(data, name=key[len(layout.CATALOG):], key=key, etag=etag)
 
     def forget_object(self, key: str) -> str | None:
-        """Remove the image whose original was deleted from ``catalog/`` (ObjectRemoved)."""
+        """Remove the image whose original was deleted from ``catalog/`` (ObjectRemoved).
+
+        S3 delivers notifications late and out of order, so the event is
+        checked against the bucket as it is now: if an object is at ``key``
+        again (re-added or rewritten after the delete), the event is stale
+        and changes nothing.
+        """
+        if self.store.etag(key) is not None:
+            return None
         try:
             sha = self.store.get(layout.by_key_key(key)).decode()
         except NotFound:
             return None
-        record = self.find(sha)
+        try:
+            record = self.find(sha)
+        except DamagedRecord:
+            self.store.delete(layout.by_key_key(key))  # the damaged record cannot say which key was its own
+            return self.delete(sha, keep_original=True)
         if record is None or record.key != key:
             return None
-        self.delete(sha, keep_original=True)
-        return sha
+        return self.delete(sha, keep_original=True)
+
+    def _record_at(self, key: str) -> ImageRecord | None:
+        """The readable record the by-key entry of ``key`` points to, if any."""
+        try:
+            known = self.store.get(layout.by_key_key(key)).decode()
+        except NotFound:
+            return None
+        return self._readable(known)
 
     # --- reading ----------------------------------------------------------
 
     def find(self, image_id: str) -> ImageRecord | None:
+        """The image's record, None if there is none; DamagedRecord if it is unreadable."""
         if not layout.is_image_id(image_id):
             return None
+        key = layout.record_key(image_id)
         try:
-            return ImageRecord.from_json(self.store.get(layout.record_key(image_id)))
+            return ImageRecord.from_json(self.store.get(key), where=key)
         except NotFound:
+            return None
+
+    def _readable(self, image_id: str) -> ImageRecord | None:
+        """Like :meth:`find`, with a damaged record counted as absent (an add replaces it)."""
+        try:
+            return self.find(image_id)
+        except DamagedRecord:
             return None
 
     def get(self, image_id: str) -> ImageRecord:
@@ -172,15 +274,36 @@ class Catalog:
             raise BadRequest("cursor must be an image id from a previous page")
         after = layout.record_key(cursor) if cursor else ""
         keys = list(self.store.list(layout.RECORDS, start_after=after, limit=limit + 1))
-        records = []
+        records, damaged = [], []
         for key in keys[:limit]:
             try:
-                records.append(ImageRecord.from_json(self.store.get(key)))
+                records.append(ImageRecord.from_json(self.store.get(key), where=key))
             except NotFound:
                 continue  # deleted while we listed
+            except DamagedRecord as exc:
+                # One bad object must not hide the rest of the page: skip it and say so.
+                damaged.append({"id": layout.id_from(key, layout.RECORDS), "key": key, "reason": exc.message})
         more = len(keys) > limit
-        next_cursor = records[-1].id if more and records else None
-        return Page(records, next_cursor, self.count())
+        last = layout.id_from(keys[limit - 1], layout.RECORDS) if more else ""
+        if more and not layout.is_image_id(last):
+            last = records[-1].id if records else ""
+        return Page(records, last or None, self.count(), damaged)
+
+    def damaged_records(self) -> list[dict]:
+        """Every unreadable record in the catalog ({"id", "key", "reason"}), for an operator.
+
+        Reads every record: a repair tool, not a request path.  DELETE of an
+        id listed here removes it.
+        """
+        out = []
+        for key in self.store.list(layout.RECORDS):
+            try:
+                ImageRecord.from_json(self.store.get(key), where=key)
+            except NotFound:
+                continue
+            except DamagedRecord as exc:
+                out.append({"id": layout.id_from(key, layout.RECORDS), "key": key, "reason": exc.message})
+        return out
 
     def count(self) -> int:
         return sum(1 for _ in self.store.list(layout.RECORDS))
@@ -195,18 +318,52 @@ class Catalog:
 
     # --- deleting ---------------------------------------------------------
 
-    def delete(self, image_id: str, *, keep_original: bool = False) -> ImageRecord:
-        record = self.get(image_id)
+    def delete(self, image_id: str, *, keep_original: bool = False) -> str:
+        """Delete an image; returns its id.  NotFound if there is none.
+
+        The record goes last, and only the version read at the start: an add
+        racing this delete either sees the record and reports a duplicate
+        (the delete then wins), or finds it gone and writes everything anew.
+        If the record was replaced meanwhile, the delete starts over on it.
+        A damaged record is deleted with whatever can be found of its image.
+        """
+        if not layout.is_image_id(image_id):
+            raise NotFound(f"no image {image_id!r}: ids are 64 hex characters (sha256)")
+        key = layout.record_key(image_id)
+        for _ in range(3):
+            try:
+                data, etag = self.store.get_with_etag(key)
+            except NotFound:
+                raise NotFound(f"no image {image_id}") from None
+            try:
+                record = ImageRecord.from_json(data, where=key)
+            except DamagedRecord:
+                self._delete_damaged(image_id, keep_original)
+                return image_id
+            self._remove_all_but_record(image_id, [record.key], keep_original)
+            try:
+                self.store.delete_if_match(key, etag)
+                return image_id
+            except PreconditionFailed:
+                continue  # re-added since we read it: delete the new version too
+        raise NotFound(f"image {image_id} kept being re-added while it was deleted; try again")
+
+    def _remove_all_but_record(self, image_id: str, originals: list[str], keep_original: bool) -> None:
         # Tombstone first: from here on no search returns the image.
         # A unique body gives each tombstone its own ETag (see packing).
         self.store.put(layout.tombstone_key(image_id), uuid.uuid4().hex.encode(), content_type="text/plain")
         self.store.delete(layout.pending_key(image_id))
-        self.store.delete(layout.record_key(image_id))
         self.store.delete(layout.features_key(image_id))
-        self.store.delete(layout.by_key_key(record.key))
-        if not keep_original:
-            self.store.delete(record.key)
-        return record
+        for original in originals:
+            self.store.delete(layout.by_key_key(original))
+            if not keep_original:
+                self.store.delete(original)
+
+    def _delete_damaged(self, image_id: str, keep_original: bool) -> None:
+        """Remove a damaged record and its image's objects; its original is found by the API's key name."""
+        originals = list(self.store.list(f"{layout.CATALOG}{image_id}."))
+        self._remove_all_but_record(image_id, originals, keep_original)
+        self.store.delete(layout.record_key(image_id))
 
     def tombstones(self) -> set[str]:
         return {layout.id_from(k, layout.TOMBSTONES) for k in self.store.list(layout.TOMBSTONES)}

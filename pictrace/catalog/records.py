@@ -1,10 +1,23 @@
-"""What the catalog remembers about each image, and how it is shown."""
+"""What the catalog remembers about each image, and how it is shown.
+
+A record read back from the bucket is checked field by field: one damaged
+object raises :class:`~pictrace.errors.DamagedRecord` naming what is wrong,
+so callers can skip and report it instead of failing everything around it.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
+
+from pictrace.errors import DamagedRecord
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+# Field name -> the JSON types it may hold (bool is excluded from the numbers below).
+_REQUIRED = {"id": str, "key": str, "format": str, "width": int, "height": int, "bytes": int}
+_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str}
 
 
 @dataclass(frozen=True)
@@ -19,15 +32,31 @@ class ImageRecord:
     name: str = ""
     image_url: str = ""  # where it was fetched from, if it came from a URL
     page_url: str = ""  # the page it was found on, if any
+    etag: str = ""  # the original's ETag when it was indexed ("" in records older than this field)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "ImageRecord":
-        raw = json.loads(data)
-        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-        return cls(**known)
+    def from_json(cls, data: bytes, *, where: str = "record") -> "ImageRecord":
+        """Parse a stored record; DamagedRecord (never another error) if it is not one."""
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DamagedRecord(f"{where} is not JSON ({exc.__class__.__name__})", object=where) from None
+        if not isinstance(raw, dict):
+            raise DamagedRecord(f"{where} is not a JSON object", object=where)
+        for name, kind in {**_REQUIRED, **_OPTIONAL}.items():
+            if name not in raw:
+                if name in _REQUIRED:
+                    raise DamagedRecord(f"{where} has no {name!r}", object=where)
+                continue
+            value = raw[name]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise DamagedRecord(f"{where} has a malformed {name!r}", object=where)
+        if not _SHA.fullmatch(raw["id"]):
+            raise DamagedRecord(f"{where} has a malformed 'id'", object=where)
+        return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
     def shard_meta(self) -> dict:
         """The part of the record a search result needs, carried in the shard row."""
@@ -40,4 +69,6 @@ class ImageRecord:
         }
 
     def public(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        del out["etag"]  # bookkeeping for re-indexing, not part of the answer
+        return out

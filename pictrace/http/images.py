@@ -73,6 +73,8 @@ def list_images() -> dict:
         "count": len(page.records),
         "total": page.total,
         "next_cursor": page.next_cursor,
+        # Records that could not be read are skipped, not fatal; DELETE of an id repairs it.
+        "damaged": page.damaged,
     }
 
 
@@ -85,8 +87,7 @@ def get_image(image_id: str) -> dict:
 
 @router.delete("/images/<image_id>")
 def delete_image(image_id: str) -> dict:
-    record = services().catalog.delete(image_id)
-    return {"deleted": record.id}
+    return {"deleted": services().catalog.delete(image_id)}
 
 
 @router.get("/images/<image_id>/matches")

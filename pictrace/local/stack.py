@@ -187,10 +187,11 @@ class LocalStack:
         created = [k for k, e in now.items() if self._seen.get(k) != e]
         removed = [k for k in self._seen if k not in now]
         self._seen = now
-        for key in created:
-            self._notify(key, "ObjectCreated:Put")
-        for key in removed:
-            self._notify(key, "ObjectRemoved:Delete")
+        for key, name in [(k, "ObjectCreated:Put") for k in created] + [(k, "ObjectRemoved:Delete") for k in removed]:
+            try:
+                self._notify(key, name)
+            except Exception as exc:  # one failing drop must not stop the rest of the poll
+                print(f"pictrace local stack: {name} for {key} failed: {exc}")
         return len(created) + len(removed)
 
     def _notify(self, key: str, event_name: str) -> None:
