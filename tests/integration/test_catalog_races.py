@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import threading
+import time
 from collections.abc import Callable
 from urllib.parse import quote_plus
 
@@ -316,3 +319,46 @@ def test_a_removed_event_for_a_damaged_record_removes_it(stack, empty_catalog, i
     out = stack.invoke("IndexFunction", s3_event(("ObjectRemoved:Delete", key)))
     assert out["removed"] == [{"key": key, "id": image_id}]
     assert empty_catalog.damaged_records() == [] and not stack.services.store.exists(layout.pending_key(image_id))
+
+
+class Slow:
+    """A store whose every call first sleeps a few milliseconds (seeded), so two threads interleave."""
+
+    def __init__(self, store, seed: int) -> None:
+        self._store, self._rng, self._lock = store, random.Random(seed), threading.Lock()
+
+    def __getattr__(self, name: str):
+        real = getattr(self._store, name)
+        if not callable(real):
+            return real
+
+        def call(*args, **kwargs):
+            with self._lock:
+                pause = self._rng.uniform(0, 0.01)
+            time.sleep(pause)
+            return real(*args, **kwargs)
+
+        return call
+
+
+def test_parallel_add_and_delete_with_store_latency_leave_a_whole_image_or_none(stack, empty_catalog, images) -> None:
+    """The two-container race: an add and a delete of one image at once, 12 seeded trials."""
+    data, config = images[3], stack.services.config
+    image_id = sha(data)
+    for seed in range(12):
+        if empty_catalog.find(image_id) is None:
+            empty_catalog.add(data)
+        adder, deleter = Catalog(Slow(stack.services.store, seed), config), Catalog(Slow(stack.services.store, 100 + seed), config)
+        head_start = (seed % 6) * 0.02  # the add lands early, midway or late in the delete
+
+        def add_later(adder=adder, head_start=head_start) -> None:
+            time.sleep(head_start)
+            quietly(lambda: adder.add(data))()
+
+        threads = [threading.Thread(target=add_later), threading.Thread(target=quietly(lambda: deleter.delete(image_id)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        now = state(stack, image_id)
+        assert now in (PRESENT, GONE), (seed, now)
