@@ -33,11 +33,15 @@ class Config:
     fanout_concurrency: int = 16
     score_retries: int = 3
     score_timeout: float = 25.0
+    # seconds kept back from the caller's time left, to merge and answer
+    score_margin: float = 1.5
     # fetching
     fetch_connect_timeout: float = 5.0
     fetch_read_timeout: float = 10.0
     fetch_total_timeout: float = 20.0
     allow_private_urls: bool = False  # only the local demo stack turns this on
+    # HTTP: Access-Control-Allow-Origin of every API response (the template's CorsAllowOrigin)
+    cors_allow_origin: str = "*"
     # storage
     presign_ttl: int = 300
     pack_grace_seconds: int = 300
