@@ -39,12 +39,15 @@ TOMBSTONES = "index/tombstones/"
 SHARDS = "index/shards/"
 MANIFEST = "index/manifest.json"
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-_UPLOAD = re.compile(r"^uploads/[0-9a-f]{32}$")
+# Always fullmatch: "$" also matches before a final newline, and an id with
+# one sorts before its own record key, so a cursor would repeat its item.
+_SHA = re.compile(r"[0-9a-f]{64}")
+_UPLOAD = re.compile(r"uploads/[0-9a-f]{32}")
 
 
 def is_image_id(value: str) -> bool:
-    return bool(_SHA.match(value))
+    """Whether ``value`` is exactly a lower-case hex sha256 (an image id, a cursor, a query)."""
+    return _SHA.fullmatch(value) is not None
 
 
 def original_key(sha: str, ext: str) -> str:
@@ -88,7 +91,8 @@ def new_upload_key() -> str:
 
 
 def is_upload_key(key: str) -> bool:
-    return bool(_UPLOAD.match(key))
+    """Whether ``key`` is exactly a key :func:`new_upload_key` hands out."""
+    return _UPLOAD.fullmatch(key) is not None
 
 
 def result_key(incoming_key: str) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import unicodedata
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from pictrace.errors import BadRequest, PayloadTooLarge, UnsupportedFormat
 
@@ -91,12 +93,46 @@ def _multipart(data: bytes, ctype: str) -> Body:
         for line in head.strip(b"\r\n").split(b"\r\n"):
             name, _, value = line.decode("utf-8", "replace").partition(":")  # browsers send UTF-8 file names
             headers[name.strip()] = value.strip()
-        name = headers.get_param("name", header="content-disposition")
+        name = _disposition_param(headers, "name")
         if name == "file":
             image = content
-            filename = str(headers.get_param("filename", "", header="content-disposition") or "")
-        elif isinstance(name, str):
+            filename = clean_filename(_disposition_param(headers, "filename"))
+        elif name:
             fields[name] = content.decode("utf-8", "replace")
     if image is None and "url" not in fields:
         raise BadRequest("multipart body needs a 'file' field (or a 'url' field)")
     return Body(image=image or None, filename=filename, fields=fields)
+
+
+MAX_FILENAME = 200
+
+
+def _disposition_param(headers: Message, key: str) -> str:
+    """A Content-Disposition parameter as text, "" if absent.
+
+    An RFC 2231 ``key*=charset'lang'text`` value (which the email package
+    returns as a tuple) is decoded, and wins over a plain ``key=`` as RFC 6266
+    asks: clients send the plain one as an ASCII fallback.
+    """
+    plain, extended = "", ""
+    for name, value in headers.get_params([], header="content-disposition")[1:]:
+        if name != key:
+            continue
+        if isinstance(value, tuple):
+            extended = extended or collapse_rfc2231_value(value, errors="replace")
+        else:
+            plain = plain or value
+    return extended or plain
+
+
+def clean_filename(raw: str) -> str:
+    """The last path component of a client's file name, without control or format characters.
+
+    A browser on Windows may send the whole ``C:\\...\\a.jpg`` path; bidi
+    overrides and other invisible characters would let a name look like
+    another in a listing. At most :data:`MAX_FILENAME` characters.
+    """
+    base = raw.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = (" " if unicodedata.category(ch)[0] == "Z" else ch for ch in base)
+    visible = "".join(ch for ch in kept if unicodedata.category(ch)[0] != "C")
+    return visible.strip()[:MAX_FILENAME]

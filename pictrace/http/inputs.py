@@ -12,15 +12,25 @@ from pictrace.http.bodies import Body, parse_body
 
 
 def int_param(router: Router, name: str, default: int, low: int, high: int) -> int:
-    raw = router.current_event.get_query_string_value(name, None)
+    """Query parameter ``name`` as an integer in ``low..high``; ``default`` when absent or empty."""
+    return parse_int(name, router.current_event.get_query_string_value(name, None), default, low, high)
+
+
+def parse_int(name: str, raw: str | None, default: int, low: int, high: int) -> int:
+    """``raw`` as an integer in ``low..high``, written in ASCII decimal digits only.
+
+    ``int()`` alone would also take ``"１０"``, ``"٣"``, ``"1_0"``, ``"+5"`` and
+    ``" 5 "``, none of which a client means as a count; raises :class:`BadRequest`.
+    """
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {raw[:40]!r}") from None
+    expected = f"{name} must be an integer from {low} to {high}"
+    # The length bound keeps int() off a huge string (it is quadratic in it).
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise BadRequest(f"{expected}, got {raw[:40]!r}")
+    value = int(raw)
     if not low <= value <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}, got {value}")
+        raise BadRequest(f"{expected}, got {value}")
     return value
 
 
