@@ -196,6 +196,85 @@ def bmp_header_only(width: int, height: int) -> bytes:
     return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
 
 
+# --- hostile headers: TIFF structures, EXIF field types -----------------------------------
+
+
+def tiff_directory(entries: list[tuple[int, int, int, int | bytes]], body: bytes = b"") -> bytes:
+    """A little-endian classic TIFF whose one directory holds ``entries`` in the order given.
+
+    An entry is ``(tag, type, count, value)``; an int value is packed as a
+    SHORT (type 3) or LONG (otherwise) into the 4-byte value field, bytes
+    are used as they are. StripOffsets (273) is pointed at ``body``, which
+    follows the directory. Entries are neither sorted nor deduplicated.
+    """
+    ifd_size = 2 + 12 * len(entries) + 4
+    out = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        if tag == 273:
+            value = 8 + ifd_size
+        if isinstance(value, int):
+            value = struct.pack("<H" if kind == 3 else "<I", value)
+        out += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\0")[:4]
+    return out + struct.pack("<I", 0) + body
+
+
+def tiff_grey_deflate(width: int, height: int, *, claimed: tuple[int, int] | None = None) -> bytes:
+    """A one-strip deflate-compressed grey TIFF of ``width`` x ``height`` black pixels.
+
+    With ``claimed``, ImageWidth and ImageLength each appear a second time
+    right after the real ones, carrying the claimed size: a reader that keeps
+    the last entry sees ``claimed``, libtiff (which keeps the first) decodes
+    ``width`` x ``height``.
+    """
+    strip = zlib.compress(bytes(width * height), 9)
+    dims = [(256, 4, 1, width), (257, 4, 1, height)]
+    if claimed is not None:
+        dims = [(256, 4, 1, width), (256, 4, 1, claimed[0]), (257, 4, 1, height), (257, 4, 1, claimed[1])]
+    entries = [
+        *dims,
+        (258, 3, 1, 8),
+        (259, 3, 1, 8),  # deflate
+        (262, 3, 1, 1),  # black is zero
+        (273, 4, 1, 0),
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, len(strip)),
+    ]
+    return tiff_directory(entries, strip)
+
+
+def exif_long8(orientation: int = 6) -> bytes:
+    """An EXIF block whose last entry is Orientation typed LONG8 (16), a BigTIFF-only type.
+
+    In a classic TIFF structure the entry's value field has 4 bytes, so
+    reading it as 8 runs past the end of the block.
+    """
+    make = struct.pack("<HHI", 0x010F, 16, 1) + b"Cam\0"
+    orient = struct.pack("<HHI", 0x0112, 16, 1) + struct.pack("<I", orientation)
+    return b"II*\0" + struct.pack("<IH", 8, 2) + make + orient
+
+
+def jpeg_with_exif_block(data: bytes, block: bytes) -> bytes:
+    """Insert an EXIF APP1 segment holding the TIFF structure ``block`` right after SOI."""
+    payload = b"Exif\0\0" + block
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+
+
+def png_with_exif_block(data: bytes, block: bytes) -> bytes:
+    """Insert an eXIf chunk holding ``block`` before the first IDAT."""
+    at = data.index(b"IDAT") - 4
+    return data[:at] + png_chunk(b"eXIf", block) + data[at:]
+
+
+def webp_with_exif_block(data: bytes, width: int, height: int, block: bytes) -> bytes:
+    """Rewrap a simple (VP8/VP8L) WebP as an extended one with an EXIF chunk holding ``block``."""
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0])
+    vp8x += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    exif = b"EXIF" + struct.pack("<I", len(block)) + block + b"\0" * (len(block) & 1)
+    body = b"WEBP" + vp8x + data[12:] + exif
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 # --- not images ----------------------------------------------------------------------------
 
 
