@@ -304,31 +304,68 @@ def _webp_orientation(data: bytes) -> int:
 
 
 _TAG_WIDTH, _TAG_HEIGHT, _TAG_ORIENTATION = 256, 257, 274
-# TIFF field types that can hold an integer dimension: BYTE, SHORT, LONG, LONG8.
-_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
+# TIFF field types that can hold an integer dimension: BYTE, SHORT, LONG, and
+# LONG8, which only BigTIFF defines (a classic file's 4-byte value field
+# cannot hold it, so there it is an unknown type like any other).
+_INTEGER_TYPES = {1: "B", 3: "H", 4: "I"}
+_BIGTIFF_INTEGER_TYPES = {**_INTEGER_TYPES, 16: "Q"}
+# Longest array field read (BitsPerSample and friends have one value per sample).
+_MAX_VALUES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Directory:
+    """Integer fields of one TIFF image directory, with the tags that occur more than once.
+
+    ``fields`` maps a tag to its values as the *first* entry with that tag
+    gives them (libtiff ignores later duplicates). Entries of unknown or
+    non-integer types, and arrays longer than ``_MAX_VALUES``, are skipped.
+    """
+
+    fields: dict[int, tuple[int, ...]]
+    duplicated: frozenset[int]
+
+    def single(self, tag: int, default: int | None = None) -> int | None:
+        """The value of a single-valued field, else ``default``."""
+        values = self.fields.get(tag)
+        return values[0] if values is not None and len(values) == 1 else default
+
+
+# Tags that decide how much the decoder allocates or how it lays pixels out:
+# ImageWidth, ImageLength, BitsPerSample, Compression, Photometric,
+# StripOffsets, Orientation, SamplesPerPixel, RowsPerStrip, StripByteCounts,
+# PlanarConfig, TileWidth, TileLength, TileOffsets, TileByteCounts, SampleFormat.
+_DECODE_TAGS = frozenset({256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 322, 323, 324, 325, 339})
 
 
 def _tiff_size(data: bytes) -> tuple[int, int, int]:
-    fields = _first_ifd(data, "tiff")
-    if _TAG_WIDTH not in fields or _TAG_HEIGHT not in fields:
+    directory = _first_ifd(data, "tiff")
+    if directory.duplicated & _DECODE_TAGS:
+        tags = ", ".join(str(t) for t in sorted(directory.duplicated & _DECODE_TAGS))
+        # The decoder keeps the first value, another reader may keep the
+        # last: an image whose size depends on who reads it is refused.
+        _corrupt("tiff", f"tags repeated in the first directory make its size ambiguous ({tags})")
+    width, height = directory.single(_TAG_WIDTH), directory.single(_TAG_HEIGHT)
+    if width is None or height is None:
         _corrupt("tiff", "first directory lacks ImageWidth or ImageLength")
-    return fields[_TAG_WIDTH], fields[_TAG_HEIGHT], _valid_orientation(fields.get(_TAG_ORIENTATION, 1))
+    return width, height, _valid_orientation(directory.single(_TAG_ORIENTATION, 1))
 
 
-def _first_ifd(data: bytes, fmt: str) -> dict[int, int]:
-    """Single-valued integer fields of the first image directory of a TIFF structure.
+def _first_ifd(data: bytes, fmt: str) -> _Directory:
+    """Integer fields of the first image directory of a TIFF structure.
 
     Handles both byte orders, classic TIFF (32-bit offsets, 12-byte entries)
-    and BigTIFF (64-bit offsets, 20-byte entries). Values shorter than the
-    entry's value field are stored left-justified in it, in either byte order.
+    and BigTIFF (64-bit offsets, 20-byte entries). Values that fit the
+    entry's value field are stored left-justified in it, in either byte
+    order; longer arrays are read from their offset when it lies in ``data``.
     """
     order = "<" if data[:2] == b"II" else ">"
     (version,) = _read(data, 2, order + "H", fmt)
     if version == 42:
-        count_layout, entry_size, offset_layout = "H", 12, "I"
+        count_layout, entry_size, offset_layout, types = "H", 12, "I", _INTEGER_TYPES
         (ifd,) = _read(data, 4, order + "I", fmt)
     elif version == 43:
-        count_layout, entry_size, offset_layout = "Q", 20, "Q"
+        count_layout, entry_size, offset_layout, types = "Q", 20, "Q", _BIGTIFF_INTEGER_TYPES
         _offset_size, _zero, ifd = _read(data, 4, order + "HHQ", fmt)
     else:
         _corrupt(fmt, f"unknown TIFF version {version}")
@@ -337,12 +374,26 @@ def _first_ifd(data: bytes, fmt: str) -> dict[int, int]:
     if first_entry + count * entry_size > len(data):
         _cut_short(fmt)
     value_at = 4 + struct.calcsize(offset_layout)
-    fields: dict[int, int] = {}
+    slot = struct.calcsize(offset_layout)
+    fields: dict[int, tuple[int, ...]] = {}
+    seen: set[int] = set()
+    duplicated: set[int] = set()
     for entry in range(first_entry, first_entry + count * entry_size, entry_size):
         tag, kind, n_values = struct.unpack_from(order + "HH" + offset_layout, data, entry)
-        if n_values == 1 and kind in _INTEGER_TYPES:
-            (fields[tag],) = struct.unpack_from(order + _INTEGER_TYPES[kind], data, entry + value_at)
-    return fields
+        if tag in seen:
+            duplicated.add(tag)
+            continue
+        seen.add(tag)
+        if kind not in types or not 1 <= n_values <= _MAX_VALUES:
+            continue
+        layout = order + types[kind] * n_values
+        at = entry + value_at
+        if struct.calcsize(layout) > slot:
+            (at,) = struct.unpack_from(order + offset_layout, data, at)
+            if at + struct.calcsize(layout) > len(data):
+                continue
+        fields[tag] = struct.unpack_from(layout, data, at)
+    return _Directory(fields, frozenset(duplicated))
 
 
 def exif_orientation(tiff: bytes) -> int:
@@ -354,10 +405,10 @@ def exif_orientation(tiff: bytes) -> int:
     if tiff[:4] not in _TIFF_MAGICS[:2]:
         return 1
     try:
-        fields = _first_ifd(tiff, "tiff")
+        directory = _first_ifd(tiff, "tiff")
     except CorruptImage:
         return 1
-    return _valid_orientation(fields.get(_TAG_ORIENTATION, 1))
+    return _valid_orientation(directory.single(_TAG_ORIENTATION, 1))
 
 
 def _valid_orientation(value: int) -> int:

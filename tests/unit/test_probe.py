@@ -315,3 +315,77 @@ def test_fuzzed_headers_never_crash(magic):
             continue
         assert info.width > 0 and info.height > 0
         assert 1 <= info.orientation <= 8
+
+
+# --- hostile headers: odd field types, ambiguous sizes -------------------------------
+
+from tests.hostile import corpus as hostile  # noqa: E402
+
+
+def _long8_carriers() -> list[tuple[str, bytes]]:
+    img = hostile.photo("chelsea", 160, 120)
+    block = hostile.exif_long8(6)
+    return [
+        ("jpeg", hostile.jpeg_with_exif_block(hostile.jpeg(img), block)),
+        ("png", hostile.png_with_exif_block(hostile.png(img), block)),
+        ("webp", hostile.webp_with_exif_block(hostile.webp(img), 160, 120, block)),
+    ]
+
+
+@pytest.mark.parametrize(("fmt", "data"), _long8_carriers(), ids=lambda v: v if isinstance(v, str) else "")
+def test_exif_entries_typed_long8_are_skipped(fmt, data):
+    # LONG8 belongs to BigTIFF; in an EXIF block it is an unknown type, so
+    # the orientation it claims is not read and the image is still probed.
+    assert probe(data) == ImageInfo(fmt, 160, 120, 1)
+
+
+def test_classic_tiff_with_long8_dimensions_is_corrupt_not_a_crash():
+    strip = bytes(64 * 48)
+    data = hostile.tiff_directory(
+        [(256, 16, 1, 64), (257, 16, 1, 48), (258, 3, 1, 8), (273, 4, 1, 0), (279, 4, 1, len(strip))], strip
+    )
+    with pytest.raises(CorruptImage, match="ImageWidth"):
+        probe(data[: 8 + 2 + 12 * 5])  # cut right after the entries: a LONG8 read would overrun
+
+
+def test_bigtiff_long8_dimensions_are_read(make_tiff):
+    data = bytearray(make_tiff(np.zeros((5, 9), np.uint8), bigtiff=True, long_dims=True))
+    # Retype ImageWidth and ImageLength from LONG to LONG8 (their value fields have 8 bytes).
+    for entry in (16 + 8, 16 + 8 + 20):
+        struct.pack_into("<H", data, entry + 2, 16)
+    assert probe(bytes(data)) == ImageInfo("tiff", 9, 5, 1)
+
+
+def test_tiff_with_repeated_size_tags_is_refused():
+    # libtiff keeps the first ImageWidth/ImageLength (4000x4000), a last-wins reader sees 64x48.
+    data = hostile.tiff_grey_deflate(4000, 4000, claimed=(64, 48))
+    with pytest.raises(CorruptImage, match="ambiguous"):
+        probe(data)
+
+
+def test_tiff_with_a_repeated_harmless_tag_is_read():
+    strip = bytes(9 * 5)
+    data = hostile.tiff_directory(
+        [(256, 3, 1, 9), (257, 3, 1, 5), (258, 3, 1, 8), (273, 4, 1, 0), (279, 4, 1, len(strip)),
+         (305, 2, 4, b"ab\0\0"), (305, 2, 4, b"cd\0\0")],
+        strip,
+    )
+    assert probe(data) == ImageInfo("tiff", 9, 5, 1)
+
+
+def test_exif_with_repeated_orientation_keeps_the_first():
+    first = struct.pack("<HHIH", 0x0112, 3, 1, 6) + b"\0\0"
+    second = struct.pack("<HHIH", 0x0112, 3, 1, 3) + b"\0\0"
+    block = b"II*\0" + struct.pack("<IH", 8, 2) + first + second + struct.pack("<I", 0)
+    data = hostile.jpeg_with_exif_block(hostile.jpeg(hostile.photo()), block)
+    assert probe(data).orientation == 6
+
+
+@pytest.mark.parametrize("kind", [0, 2, 5, 7, 13, 16, 17, 18, 255, 65535])
+@pytest.mark.parametrize("tag", [0x0112, 256])
+def test_any_field_type_at_the_end_of_a_block_never_crashes(kind, tag):
+    block = b"II*\0" + struct.pack("<IH", 8, 1) + struct.pack("<HHI", tag, kind, 1) + b"\x06\0\0\0"
+    assert probe(hostile.jpeg_with_exif_block(hostile.jpeg(hostile.photo()), block)).orientation in range(1, 9)
+    tiff = hostile.tiff_directory([(tag, kind, 1, 6)])
+    with pytest.raises(CorruptImage):
+        probe(tiff)
