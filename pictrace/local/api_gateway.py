@@ -5,7 +5,10 @@ AWS (binary media types ``image/*``, ``multipart/form-data`` and
 ``application/octet-stream`` base64-encoded,
 as the template declares them) and turns the function's answer back into an
 HTTP response.  Like API Gateway it enforces the 10 MB payload limit, answers
-502 when the function fails, and checks ``X-Api-Key`` when a key is set.
+502 when the function fails, and checks ``X-Api-Key`` when a key is set
+(except on ``GET /`` and ``GET /health``, which the template leaves open).
+Bodies are framed strictly: a bad or repeated ``Content-Length`` is a 400, a
+body-carrying request with no length a 411, and chunked bodies are decoded.
 
 Requests are received concurrently but the API function handles one at a
 time, as one Lambda execution environment does: Powertools keeps the current
@@ -25,10 +28,12 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from pictrace.local.lambda_endpoint import LambdaContext
-from pictrace.local.loopback import LoopbackServer
+from pictrace.local.loopback import BadFraming, LoopbackServer, TooLarge, closing, read_body
 
 MAX_PAYLOAD = 10 * 1024 * 1024
-DRAIN_LIMIT = 64 * 1024 * 1024
+# The template's usage plan keys every route but these (the web page and the health check).
+OPEN_PATHS = frozenset({"/", "/health"})
+JSON = {"content-type": ["application/json"]}
 BINARY_TYPES = ("image/", "multipart/form-data", "application/octet-stream")
 
 Handler = Callable[[dict, object], dict]
@@ -76,18 +81,20 @@ class ApiGateway(LoopbackServer):
         self._environment = threading.Lock()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        length = int(req.headers.get("Content-Length") or 0)
-        if length > MAX_PAYLOAD:
-            # Read what was sent (bounded) so the client sees the 413, not a reset.
-            _drain(req.rfile, min(length, DRAIN_LIMIT))
+        try:
+            body = read_body(req, MAX_PAYLOAD)
+        except TooLarge:
             req.close_connection = True
-            return _reply(req, 413, {"content-type": ["application/json"]}, b'{"message":"Request Too Long"}')
-        body = req.rfile.read(length) if length else b""
+            return _reply(req, 413, JSON, b'{"message":"Request Too Long"}')
+        except BadFraming as exc:
+            # The next request's start is unknown, so the connection cannot be reused.
+            req.close_connection = True
+            return _reply(req, exc.status, JSON, json.dumps({"error": exc.code, "message": str(exc)}).encode())
         headers: dict[str, list[str]] = {}
         for k, v in req.headers.items():
             headers.setdefault(k.lower(), []).append(v)
-        if self.api_key is not None and req.command != "OPTIONS" and (headers.get("x-api-key") or [""])[0] != self.api_key:
-            return _reply(req, 403, {"content-type": ["application/json"]}, b'{"message":"Forbidden"}')
+        if self.api_key is not None and not _open(req.command, req.path) and (headers.get("x-api-key") or [""])[0] != self.api_key:
+            return _reply(req, 403, JSON, b'{"message":"Forbidden"}')
         event = proxy_event(req.command, req.path, headers, body, req.client_address[0])
         try:
             with self._environment:
@@ -105,6 +112,11 @@ class ApiGateway(LoopbackServer):
         _reply(req, status, out_headers, b"" if req.command == "HEAD" else data)
 
 
+def _open(method: str, target: str) -> bool:
+    """Whether a request needs no API key: CORS preflights, and the routes the template leaves open."""
+    return method == "OPTIONS" or (method == "GET" and urlsplit(target).path in OPEN_PATHS)
+
+
 def _reply(req: BaseHTTPRequestHandler, status: int, headers: dict[str, list[str]], data: bytes) -> None:
     req.send_response(status)
     for k, values in headers.items():
@@ -113,13 +125,7 @@ def _reply(req: BaseHTTPRequestHandler, status: int, headers: dict[str, list[str
         for v in values:
             req.send_header(k, v)
     req.send_header("Content-Length", str(len(data)))
+    if closing(req):
+        req.send_header("Connection", "close")
     req.end_headers()
     req.wfile.write(data)
-
-
-def _drain(stream, length: int) -> None:
-    while length > 0:
-        chunk = stream.read(min(length, 1 << 20))
-        if not chunk:
-            return
-        length -= len(chunk)

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Callable
 from urllib.parse import unquote
 
-from pictrace.local.loopback import LoopbackServer
+from pictrace.local.loopback import BadFraming, LoopbackServer, TooLarge, read_body
 
 Handler = Callable[[dict, object], object]
 # A hook run before each invocation; tests use it to inject faults.  It may
@@ -32,6 +32,8 @@ Handler = Callable[[dict, object], object]
 Hook = Callable[[str, dict], None]
 
 _PATH = "/2015-03-31/functions/"
+# Lambda refuses synchronous payloads above 6 MB; the fan-out sends a few KB.
+MAX_PAYLOAD = 6 * 1024 * 1024
 
 
 @dataclass
@@ -65,8 +67,12 @@ class LambdaEndpoint(LoopbackServer):
         self._lock = threading.Lock()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
-        length = int(req.headers.get("Content-Length") or 0)
-        body = req.rfile.read(length)
+        try:
+            body = read_body(req, MAX_PAYLOAD)
+        except (BadFraming, TooLarge) as exc:
+            req.close_connection = True
+            status = exc.status if isinstance(exc, BadFraming) else 413
+            return _send(req, status, {"message": str(exc) or "payload too large"}, {"x-amzn-ErrorType": "InvalidRequestContentException"})
         path = req.path.split("?", 1)[0]
         if not (path.startswith(_PATH) and path.endswith("/invocations")):
             return _send(req, 404, {"Type": "User", "message": f"unknown path {path}"}, {})
