@@ -1,5 +1,6 @@
-"""Address, host and URL vetting. Classification only: nothing here connects or resolves."""
+"""Address, host and URL vetting. Classification only: nothing here connects, names resolve through stubs."""
 
+import asyncio
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
@@ -11,6 +12,7 @@ from pictrace.adapters.fetch.addresses import (
     classify,
     parse_host,
 )
+from pictrace.adapters.fetch.client import FetchPolicy, resolve_allowed
 from pictrace.errors import BadRequest, BlockedURL
 
 REFUSED = [
@@ -137,6 +139,16 @@ METADATA = [
     "64:ff9b::6464:64c8",  # NAT64 of 100.100.100.200
     "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
     "2002:6464:64c8::1",  # 6to4 of 100.100.100.200
+    "::ffff:a9fe:a9fe",  # mapped 169.254.169.254, in hex
+    "0:0:0:0:0:ffff:a9fe:a9fe",
+    "::ffff:169.254.170.2",
+    "::ffff:a9fe:a97b",  # mapped Time Sync
+    "::169.254.169.254",  # IPv4-compatible (deprecated, still spelt)
+    "::a9fe:aa02",
+    "::ffff:0:169.254.169.254",  # IPv4-translated (SIIT)
+    "::ffff:0:a9fe:aa02",
+    "fd00:ec2:0:0:0:0:0:23",
+    "fd00:0ec2::254",
 ]
 
 
@@ -147,6 +159,51 @@ def test_metadata_addresses_are_refused_whatever_the_policy(address: str) -> Non
         with pytest.raises(BlockedURL) as raised:
             check_address(address, allow_private=allow_private)
         assert raised.value.details["reason"] == "metadata"
+
+
+METADATA_URLS = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://169.254.170.2/v2/credentials",
+    "http://[fd00:ec2::254]/latest/meta-data/",
+    "http://[fd00:ec2::23]/",
+    "http://[FD00:EC2::254]:80/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://[::ffff:a9fe:a9fe]/",
+    "http://[::ffff:169.254.170.2]/",
+    "http://[::ffff:a9fe:aa02]/",
+    "http://[::169.254.169.254]/",
+    "http://[::ffff:0:a9fe:a9fe]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://2852039166/",  # 169.254.169.254 as one number
+    "http://0xa9fea9fe/",
+    "http://0251.0376.0251.0376/",
+    "http://169.254.43518/",
+    "http://0xa9.0xfe.0xaa.2/",  # 169.254.170.2
+    "http://169.254.169.254./",
+]
+
+
+@pytest.mark.parametrize("url", METADATA_URLS)
+def test_metadata_urls_are_refused_whatever_the_policy(url: str) -> None:
+    _, host = check_url(url)
+    for allow_private in (False, True):
+        with pytest.raises(BlockedURL) as raised:
+            check_address(host, allow_private=allow_private)
+        assert raised.value.details["reason"] == "metadata", url
+
+
+@pytest.mark.parametrize("answer", [["fd00:ec2::254"], ["::ffff:169.254.169.254"], ["169.254.170.2"], ["fd00:ec2::23", "fd00:ec2::254"]])
+def test_a_name_resolving_to_metadata_is_refused_even_with_private_urls_allowed(answer: list[str]) -> None:
+    policy = FetchPolicy(allow_private=True)
+    with pytest.raises(BlockedURL, match="metadata"):
+        asyncio.run(resolve_allowed("imds.example.test", 80, policy, lambda host, port: answer))
+
+
+def test_with_private_urls_allowed_only_the_private_answers_of_a_name_are_kept() -> None:
+    policy = FetchPolicy(allow_private=True)
+    answer = ["fd00:ec2::254", "10.0.0.5", "169.254.169.254", "fd12::5"]
+    kept = asyncio.run(resolve_allowed("mixed.example.test", 80, policy, lambda host, port: answer))
+    assert [str(ip) for ip in kept] == ["10.0.0.5", "fd12::5"]
 
 
 def test_the_rest_of_the_private_ipv6_range_stays_liftable() -> None:

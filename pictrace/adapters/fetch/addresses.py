@@ -90,6 +90,10 @@ _REFUSED_V6: tuple[tuple[IPv6Network, str], ...] = tuple(
 )
 _GLOBAL_UNICAST_V6 = IPv6Network("2000::/3")
 _NAT64_V6 = IPv6Network("64:ff9b::/96")
+# Deprecated IPv4-compatible (::a.b.c.d) and SIIT IPv4-translated
+# (::ffff:0:a.b.c.d) spellings: "reserved" already refuses them, but one that
+# spells a metadata endpoint is reported as such.
+_IPV4_SPELLINGS_V6 = (IPv6Network("::/96"), IPv6Network("::ffff:0:0:0/96"))
 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _HEX_NUMBER = re.compile(r"0x[0-9a-f]*")
@@ -109,10 +113,13 @@ def classify(ip: IPAddress | str) -> str | None:
         embedded = embedded_ipv4(ip)
         if embedded is not None:
             return classify(embedded)
+        if any(ip in spelling for spelling in _IPV4_SPELLINGS_V6):
+            if _is_metadata(IPv4Address(int(ip) & 0xFFFFFFFF)):
+                return "metadata"
         table: tuple[tuple[IPv4Network | IPv6Network, str], ...] = _REFUSED_V6
     else:
         table = _REFUSED_V4
-    if any(ip in network for network in _METADATA):
+    if _is_metadata(ip):
         return "metadata"
     for network, reason in table:
         if ip in network:
@@ -120,6 +127,10 @@ def classify(ip: IPAddress | str) -> str | None:
     if isinstance(ip, IPv6Address) and ip not in _GLOBAL_UNICAST_V6:
         return "reserved"
     return None
+
+
+def _is_metadata(ip: IPAddress) -> bool:
+    return any(ip in network for network in _METADATA)
 
 
 def embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
