@@ -86,14 +86,31 @@ class LocalIndex:
         k: int = 5,
         ranking: str = "default",
         shortlist: int = DEFAULT_SHORTLIST,
+        min_score: float = 0.0,
+        exclude: Iterable[str] = (),
     ) -> list[Match]:
-        """The ``k`` catalog images most similar to ``query``, best first."""
+        """The ``k`` catalog images most similar to ``query``, best first.
+
+        Matches scoring below ``min_score`` are left out (the list may be
+        empty); ids in ``exclude`` are never returned.
+        """
         q = prepare_query(query) if isinstance(query, (bytes, bytearray)) else query
+        skip = tuple(exclude)
         batches = [
-            score_shard(q, shard, self._load, k=k, ranking=ranking, shortlist=shortlist)
+            score_shard(q, shard, self._load, k=k, ranking=ranking, shortlist=shortlist, exclude=skip)
             for shard in self.shards()
         ]
-        return merge_topk(batches, k)
+        return [m for m in merge_topk(batches, k) if m.score >= min_score]
+
+    def similar(self, image_id: str, k: int = 5, min_score: float = 0.0, ranking: str = "default") -> list[Match]:
+        """The ``k`` images most like the indexed image ``image_id``, which is not among them.
+
+        Searches with the stored features (no bytes are kept), which lack the
+        mirror image's keypoints, so a mirrored copy ranks by layout and colour
+        more than by keypoints.  KeyError for an id not in the index.
+        """
+        query = Query(features=self._details[image_id])
+        return self.search(query, k=k, ranking=ranking, min_score=min_score, exclude=[image_id])
 
     def _load(self, ids: Iterable[str]) -> dict[str, ImageFeatures]:
         return {i: self._details[i] for i in ids}

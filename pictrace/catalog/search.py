@@ -57,8 +57,22 @@ def check_k(k: int, config: Config) -> int:
     return k
 
 
-def search(catalog: Catalog, invoker: Invoker, data: bytes, *, k: int, ranking: str = "default") -> dict:
-    """Search the catalog for ``data``; the response body of ``POST /search``."""
+def search(
+    catalog: Catalog,
+    invoker: Invoker,
+    data: bytes,
+    *,
+    k: int,
+    ranking: str = "default",
+    exclude: Sequence[str] = (),
+    min_score: float = 0.0,
+) -> dict:
+    """Search the catalog for ``data``; the response body of ``POST /search``.
+
+    Ids in ``exclude`` are never returned (an image searched for its
+    look-alikes is not one of them); results scoring below ``min_score`` are
+    left out, so ``results`` may be empty.
+    """
     started = time.perf_counter()
     config = catalog.config
     check_k(k, config)
@@ -77,7 +91,7 @@ def search(catalog: Catalog, invoker: Invoker, data: bytes, *, k: int, ranking: 
             "batch": batch,
             "k": k,
             "ranking": ranking,
-            "exclude": the_plan.exclude,
+            "exclude": sorted({*the_plan.exclude, *exclude}),
         }
         for batch in the_plan.batches
     ]
@@ -89,6 +103,7 @@ def search(catalog: Catalog, invoker: Invoker, data: bytes, *, k: int, ranking: 
         if isinstance(a, ScoringFailed)
     ]
     merged = merge_topk(([Match.from_dict(m) for m in a["matches"]] for a in good), k)
+    merged = [m for m in merged if m.score >= min_score]
     return {
         "query": {
             "sha256": sha,
@@ -101,6 +116,7 @@ def search(catalog: Catalog, invoker: Invoker, data: bytes, *, k: int, ranking: 
         },
         "k": k,
         "ranking": ranking,
+        "min_score": min_score,
         "results": [_result(catalog, rank, m) for rank, m in enumerate(merged, 1)],
         "counts": {
             "candidates": the_plan.candidates,

@@ -1,4 +1,4 @@
-"""The catalog resource: /images, /images/{id}, /images/{id}/matches, /uploads."""
+"""The catalog resource: /images, /images/{id}, /images/{id}/similar, /images/{id}/matches, /uploads."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from pictrace.catalog import layout
+from pictrace.catalog.search import search as run_search
 from pictrace.catalog.sources import Failed, Source, all_images, check_urls
 from pictrace.core.features import ImageFeatures
 from pictrace.core.scoring import matched_points
 from pictrace.errors import BadRequest, NotFound, PicTraceError
 from pictrace.http.inputs import body, int_param, single_image
+from pictrace.http.options import min_score
 from pictrace.runtime import services
 
 router = Router()
@@ -88,6 +90,25 @@ def get_image(image_id: str) -> dict:
 @router.delete("/images/<image_id>")
 def delete_image(image_id: str) -> dict:
     return {"deleted": services().catalog.delete(image_id)}
+
+
+@router.get("/images/<image_id>/similar")
+def similar_images(image_id: str) -> dict:
+    """Search with a catalog image's stored original; the image itself is left out.
+
+    The original's bytes, not its stored features, are the query, so it is
+    stored as a query like any other and ``/matches`` can draw its results.
+    """
+    s = services()
+    k = int_param(router, "k", s.config.default_k, 1, s.config.max_k)
+    ranking = router.current_event.get_query_string_value("ranking", "default")
+    threshold = min_score(router)
+    record = s.catalog.get(image_id)
+    data = s.store.get(record.key, max_bytes=s.config.max_image_bytes)
+    result = run_search(
+        s.catalog, s.invoker, data, k=k, ranking=ranking, exclude=[record.id], min_score=threshold
+    )
+    return {"image": {**record.public(), "stored_url": s.catalog.image_url(record)}, **result}
 
 
 @router.get("/images/<image_id>/matches")
