@@ -7,13 +7,16 @@ the very same handlers at moto and at the local invoke endpoint.
 
 from __future__ import annotations
 
+import time
+from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
+from typing import Any, Callable, TypeVar
 
 import boto3
 import botocore.config
 
-from pictrace.adapters.invoke import LambdaInvoker, lambda_client_config
+from pictrace.adapters.invoke import ClientsByTimeout, LambdaInvoker
 from pictrace.adapters.s3 import S3Store
 from pictrace.catalog.batch import ShardCache
 from pictrace.catalog.catalog import Catalog
@@ -36,9 +39,15 @@ def build(config: Config) -> Services:
         "s3", config=botocore.config.Config(max_pool_connections=64, signature_version="s3v4")
     )
     store = S3Store(s3, config.bucket)
-    lam = boto3.client("lambda", config=lambda_client_config(config.score_timeout))
+    clients = ClientsByTimeout(lambda cfg: boto3.client("lambda", config=cfg), config.score_timeout)
     invoker = LambdaInvoker(
-        lam, config.score_function, retries=config.score_retries, concurrency=config.fanout_concurrency
+        clients,
+        config.score_function,
+        retries=config.score_retries,
+        concurrency=config.fanout_concurrency,
+        timeout=config.score_timeout,
+        margin=config.score_margin,
+        time_left=time_left,
     )
     return Services(config, store, Catalog(store, config), invoker, ShardCache())
 
@@ -47,3 +56,36 @@ def build(config: Config) -> Services:
 def services() -> Services:
     """The process-wide services, from the environment (reused across warm invocations)."""
     return build(Config.from_env())
+
+
+# The monotonic clock reading at which the invocation being served ends.  A
+# context variable rather than a global: the local stack serves invocations
+# on several threads of one process.
+_deadline: ContextVar[float | None] = ContextVar("pictrace_deadline", default=None)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def keeps_time(handler: Handler) -> Handler:
+    """Make ``handler(event, context)`` publish the time its Lambda context has left.
+
+    While it runs, :func:`time_left` counts down from the context's
+    ``get_remaining_time_in_millis()``, and the scoring fan-out keeps to it.
+    """
+
+    @wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        token = _deadline.set(time.monotonic() + remaining() / 1000 if remaining else None)
+        try:
+            return handler(event, context)
+        finally:
+            _deadline.reset(token)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def time_left() -> float | None:
+    """Seconds left to the invocation being served, or ``None`` outside a :func:`keeps_time` handler."""
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Tracer
 from pictrace.catalog import layout
 from pictrace.catalog.search import search
 from pictrace.errors import PicTraceError
-from pictrace.runtime import services
+from pictrace.runtime import keeps_time, services
 
 logger = Logger()
 tracer = Tracer()
@@ -16,6 +16,7 @@ tracer = Tracer()
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
+@keeps_time
 def lambda_handler(event: dict, context) -> dict:
     s = services()
     written = []
