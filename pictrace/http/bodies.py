@@ -71,7 +71,18 @@ def parse_body(event: dict, max_bytes: int) -> Body:
     )
 
 
-def _multipart(data: bytes, ctype: str) -> Body:
+@dataclass(frozen=True)
+class Part:
+    """One part of a multipart/form-data body."""
+
+    name: str
+    filename: str  # cleaned; "" for a plain field
+    content: bytes
+    is_file: bool  # sent with a filename parameter, as file inputs are
+
+
+def form_parts(data: bytes, ctype: str) -> list[Part]:
+    """Every named part of a multipart/form-data body, in order."""
     msg = Message()
     msg["content-type"] = ctype
     boundary = msg.get_param("boundary")
@@ -81,8 +92,7 @@ def _multipart(data: bytes, ctype: str) -> Body:
     parts = data.split(delimiter)
     if len(parts) < 3:
         raise BadRequest("multipart body has no parts")
-    fields: dict[str, str] = {}
-    image, filename = None, ""
+    out: list[Part] = []
     for part in parts[1:-1]:
         head, sep, content = part.partition(b"\r\n\r\n")
         if not sep:
@@ -94,11 +104,20 @@ def _multipart(data: bytes, ctype: str) -> Body:
             name, _, value = line.decode("utf-8", "replace").partition(":")  # browsers send UTF-8 file names
             headers[name.strip()] = value.strip()
         name = _disposition_param(headers, "name")
-        if name == "file":
-            image = content
-            filename = clean_filename(_disposition_param(headers, "filename"))
-        elif name:
-            fields[name] = content.decode("utf-8", "replace")
+        if name:
+            has_file = any(k in ("filename", "filename*") for k, _ in headers.get_params([], header="content-disposition")[1:])
+            out.append(Part(name, clean_filename(_disposition_param(headers, "filename")), content, has_file))
+    return out
+
+
+def _multipart(data: bytes, ctype: str) -> Body:
+    fields: dict[str, str] = {}
+    image, filename = None, ""
+    for part in form_parts(data, ctype):
+        if part.name == "file":
+            image, filename = part.content, part.filename
+        else:
+            fields[part.name] = part.content.decode("utf-8", "replace")
     if image is None and "url" not in fields:
         raise BadRequest("multipart body needs a 'file' field (or a 'url' field)")
     return Body(image=image or None, filename=filename, fields=fields)
