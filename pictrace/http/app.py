@@ -7,6 +7,7 @@ import warnings
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
 
+from pictrace.config import Config
 from pictrace.errors import PicTraceError
 from pictrace.http import images, search, site
 
@@ -17,8 +18,11 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
+# The same origin API Gateway answers preflights with (the template's CorsAllowOrigin).
 app = APIGatewayRestResolver(
-    cors=CORSConfig(allow_origin="*", allow_headers=["Content-Type", "X-Api-Key"], max_age=600),
+    cors=CORSConfig(
+        allow_origin=Config.from_env().cors_allow_origin, allow_headers=["Content-Type", "X-Api-Key"], max_age=600
+    ),
     strip_prefixes=None,
 )
 app.include_router(search.router)
