@@ -165,8 +165,8 @@ class Catalog:
             if layout.tombstone_key(sha) in missing:
                 self.store.delete(layout.tombstone_key(sha))
             if record.key in missing:
-                if original is None:  # a dropped original vanished: its ObjectRemoved event retires it
-                    return
+                if original is None or record.key != written.key:
+                    return  # not an original this add stored: its ObjectRemoved event retires the image
                 self.store.put(record.key, original, content_type=CONTENT_TYPES[record.format])
             if layout.by_key_key(record.key) in missing:
                 self.store.put(layout.by_key_key(record.key), sha.encode(), content_type="text/plain")
