@@ -93,6 +93,17 @@ class FetchError(PicTraceError):
     status = 502
 
 
+class BudgetExceeded(PicTraceError):
+    """One request's fetches together would pass its budget (bytes held, images, or time).
+
+    ``limit`` says which: ``request_bytes``, ``request_images`` or ``request_time``.
+    A request naming several URLs keeps what fitted and lists the rest as skipped.
+    """
+
+    code = "request_budget_exceeded"
+    status = 413
+
+
 class BlockedURL(FetchError):
     """The URL's scheme, host or resolved address is not allowed."""
 
