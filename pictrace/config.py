@@ -24,6 +24,10 @@ class Config:
     max_page_bytes: int = 2 * MB
     max_page_images: int = 50
     max_urls: int = 100
+    # one request's fetches together: bodies held at once, images taken, time
+    max_request_fetch_bytes: int = 64 * MB
+    max_request_images: int = 100
+    max_request_fetch_seconds: float = 15.0  # API Gateway gives up at 29 s; adding needs the rest
     # search
     default_k: int = 5
     max_k: int = 50
