@@ -275,6 +275,77 @@ def webp_with_exif_block(data: bytes, width: int, height: int, block: bytes) -> 
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+# --- small files that decode to a lot of memory or work ---------------------------------
+
+
+def png_flat(width: int, height: int, *, bit_depth: int = 16, colour_type: int = 6) -> bytes:
+    """A PNG of ``width`` x ``height`` zero samples (16-bit RGBA by default), compressed as it is written."""
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    row = bytes(1 + width * channels * bit_depth // 8)  # filter byte 0, then the samples
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+def bmp_rle8_flat(width: int, height: int) -> bytes:
+    """An 8-bit RLE BMP of ``width`` x ``height`` that ends its bitmap at once: a few hundred bytes."""
+    palette = b"\0\0\0\0" * 256
+    pixels = b"\x00\x01"  # escape: end of bitmap
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def gif_tiny_frame(width: int, height: int) -> bytes:
+    """A GIF whose logical screen is ``width`` x ``height`` and whose only frame is one pixel."""
+    screen = b"GIF89a" + struct.pack("<HHBBB", width, height, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    frame = b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return screen + frame + b"\x3b"
+
+
+def webp_flat(width: int, height: int, *, alpha: bool = True) -> bytes:
+    """A lossless WebP of ``width`` x ``height`` zero pixels (with an alpha channel by default)."""
+    img = np.zeros((height, width, 4 if alpha else 3), np.uint8)
+    if alpha:
+        img[..., 3] = 128  # a real alpha the encoder cannot drop
+    return encode(img, ".webp", cv2.IMWRITE_WEBP_QUALITY, 101)
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
+    """``(marker, start, end)`` of every segment of a JPEG after SOI; a scan includes its entropy-coded data."""
+    pos, out = 2, []
+    while pos < len(data):
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            out.append((marker, pos, pos + 2))
+            break
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        end = pos + 2 + length
+        if marker == 0xDA:  # entropy-coded data runs to the next marker that is not RSTn
+            while data[data.index(b"\xff", end) + 1] in (0, *range(0xD0, 0xD8)):
+                end = data.index(b"\xff", end) + 2
+            end = data.index(b"\xff", end)
+        out.append((marker, pos, end))
+        pos = end
+    return out
+
+
+def jpeg_repeated_scans(width: int, height: int, scans: int) -> bytes:
+    """A progressive JPEG of a striped grey image whose smallest scan is repeated until it has ``scans`` scans.
+
+    Each repeat is a few bytes (an end-of-band run over the whole
+    component), yet the decoder walks every block of the component again.
+    """
+    img = np.full((height, width, 3), 128, np.uint8)
+    img[::7] = 0
+    data = encode(img, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_QUALITY, 90)
+    segments = jpeg_segments(data)
+    sos = [(start, end) for marker, start, end in segments if marker == 0xDA]
+    start, end = min(sos, key=lambda span: span[1] - span[0])
+    return data[: segments[-1][1]] + data[start:end] * (scans - len(sos)) + b"\xff\xd9"
+
+
 # --- not images ----------------------------------------------------------------------------
 
 
