@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConf
 
 from pictrace.config import Config
 from pictrace.errors import PicTraceError
-from pictrace.http import images, search, site
+from pictrace.http import compare, images, search, site
 
 # Most routes publish no metric; Powertools would warn about that on every request.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -27,6 +27,7 @@ app = APIGatewayRestResolver(
 )
 app.include_router(search.router)
 app.include_router(images.router)
+app.include_router(compare.router)
 app.include_router(site.router)
 
 

@@ -1,0 +1,61 @@
+"""Comparing two images: the signals a search would report for one pair, and why.
+
+The pair is scored by :func:`pictrace.core.scoring.score_shard` on a shard of
+one image, so the score, the signals and the transform are exactly those a
+search of ``a`` would give ``b`` as a result; nothing here re-implements them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pictrace.core.features import ImageFeatures
+from pictrace.core.scoring import Match, Query, matched_points, score_shard
+from pictrace.core.shard import Shard
+
+# Enough lines to draw without burying the two images; the count is always exact.
+MAX_PAIRS = 200
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How similar ``b`` is to the query ``a``, with their matched keypoints."""
+
+    match: Match
+    pairs: list[list[float]]  # [ax, ay, bx, by], fractions of each image's size, at most MAX_PAIRS
+    pair_count: int  # every matched pair, shown or not
+    mirrored: bool  # the pairs use a's mirror image's keypoints
+
+    def to_dict(self) -> dict:
+        return {
+            "score": round(self.match.score, 6),
+            "scores": {k: round(v, 6) for k, v in self.match.scores.items()},
+            "transform": self.match.transform,
+            "keypoints": {
+                "count": self.pair_count,
+                "shown": len(self.pairs),
+                "mirrored": self.mirrored,
+                "pairs": self.pairs,
+            },
+        }
+
+
+def compare(a: Query, b: ImageFeatures, *, ranking: str = "default", max_pairs: int = MAX_PAIRS) -> Comparison:
+    """Score ``b`` as a search for ``a`` would, and match their keypoints.
+
+    ``transform`` is the edit that turns ``b`` into ``a``.  When there are
+    more than ``max_pairs`` matched pairs, an evenly spaced subset is kept
+    (the order follows ``a``'s keypoints, so the subset spreads over it).
+    """
+    shard = Shard.build([(b, {})])
+    found = score_shard(a, shard, lambda ids: {b.sha256: b}, k=1, ranking=ranking)
+    pairs, mirrored = matched_points(a.features, b)
+    return Comparison(found[0], spread(pairs, max_pairs), len(pairs), mirrored)
+
+
+def spread(items: list, limit: int) -> list:
+    """At most ``limit`` of ``items``, evenly spaced, first one kept, order kept."""
+    n = len(items)
+    if n <= limit:
+        return list(items)
+    return [items[i * n // limit] for i in range(max(limit, 0))]
