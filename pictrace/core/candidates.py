@@ -1,0 +1,211 @@
+"""Phase 1 of a search: score every row of a partition by cheap signals, keep the best.
+
+Three signals, each blind to edits the others see:
+
+* ``layout``: cross-correlation of 16x16 layouts, the best of the query's
+  eight square symmetries (survives exposure edits, grayscale, turns and
+  mirrors; fails on tight crops),
+* ``colour``: cosine of square-rooted 4x4x4 colour histograms (survives
+  crops and turns; fails on grayscale copies and exposure edits),
+* ``words``: how many query ORB descriptors meet a visual word the row keeps
+  (:mod:`pictrace.core.compact`; survives crops and edits that keep
+  corners, fails on flat pictures),
+
+plus their blend ``layout + colour``.  A partition returns the union of its
+best rows by each signal; merging those lists from every partition and
+keeping the union of the global best by each signal again
+(:func:`shortlist`) gives exactly the rows that the same rule applied to the
+whole catalog at once would pick.  That global shortlist is all phase 2
+(:mod:`pictrace.core.rerank`) ever sees, so rerank work does not grow with
+the catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from pictrace.core import compact, transforms
+from pictrace.core.partition import Partition
+
+SIGNALS = ("layout", "colour", "blend", "words")
+DEFAULT_PER_SIGNAL = 32
+# Layout similarity at which a quarter turn of the query is believed.
+TRUSTED_LAYOUT = 0.5
+# Rows converted to float32 at once for the layout product (bounds working memory to 16 MB).
+_CHUNK = 16_384
+_MIRRORED = np.array([transforms.is_mirror(i) for i in range(len(transforms.DIHEDRAL))])
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateQuery:
+    """The query side of phase 1, derived once per search."""
+
+    layouts: np.ndarray  # (8, 256) float32 unit layouts, one per square symmetry
+    colour: np.ndarray  # (64,) float32 unit vector
+    probes: np.ndarray  # (n, P) uint32 word probes of the query's descriptors
+    mirror_probes: np.ndarray  # the same for its mirror image's descriptors
+
+    @classmethod
+    def of(cls, thumb: np.ndarray, colour: np.ndarray, descriptors: np.ndarray, mirror: np.ndarray | None) -> "CandidateQuery":
+        """From a query's SSIM thumbnail, compact colour, ORB descriptors and mirrored ones."""
+        grid = compact.layout_vector(thumb).reshape(compact.LAYOUT_SIDE, compact.LAYOUT_SIDE)
+        layouts = np.stack([transforms.apply(grid, i).reshape(-1) for i in range(len(transforms.DIHEDRAL))])
+        return cls(
+            layouts=layouts.astype(np.float32),
+            colour=compact.unit_rows(colour[None, :])[0],
+            probes=compact.probe_words(descriptors),
+            mirror_probes=compact.probe_words(mirror if mirror is not None else np.zeros((0, 32), np.uint8)),
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A row phase 1 sends on, with the cheap scores that chose it."""
+
+    id: str
+    layout: float
+    colour: float
+    words: float
+    orientation: int  # the symmetry of the query that best lines it up with this row
+
+    def signal(self, name: str) -> float:
+        return self.layout + self.colour if name == "blend" else getattr(self, name)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "layout": round(self.layout, 6),
+            "colour": round(self.colour, 6),
+            "words": self.words,
+            "orientation": self.orientation,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Candidate":
+        orientation = int(d["orientation"])
+        if not 0 <= orientation < len(transforms.DIHEDRAL):
+            raise ValueError(f"orientation {orientation} is out of range")
+        return cls(str(d["id"]), float(d["layout"]), float(d["colour"]), float(d["words"]), orientation)
+
+
+def candidates(
+    query: CandidateQuery,
+    partition: Partition,
+    *,
+    per_signal: int = DEFAULT_PER_SIGNAL,
+    exclude: Iterable[str] = (),
+) -> list[Candidate]:
+    """The union of ``partition``'s best ``per_signal`` rows by each signal; ids in ``exclude`` never."""
+    n = len(partition)
+    if n == 0 or per_signal <= 0:
+        return []
+    alive = np.ones(n, dtype=bool)
+    excluded = set(exclude)
+    if excluded:
+        alive = np.array([i not in excluded for i in partition.id_list()], dtype=bool)
+    layouts = layout_scores(query, partition)  # (n, 8)
+    colour = colour_scores(query, partition)
+    shared = np.stack([word_hits(query.probes, partition), word_hits(query.mirror_probes, partition)])
+    words = shared.max(axis=0).astype(np.float64)
+    layout = layouts.max(axis=1)
+    orientation = orientations(layouts, shared)
+    picked: set[int] = set()
+    for signal in (layout, colour, layout + colour, np.where(words > 0, words, -np.inf)):
+        masked = np.where(alive, signal, -np.inf)
+        picked.update(int(r) for r in _top(masked, per_signal) if np.isfinite(masked[r]))
+    ids = partition.id_list()
+    return [
+        Candidate(ids[r], float(layout[r]), float(colour[r]), float(words[r]), int(orientation[r]))
+        for r in sorted(picked)
+    ]
+
+
+def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL) -> list[Candidate]:
+    """Merge partitions' candidates into the global shortlist: the union of the best ``per_signal`` by each signal.
+
+    An id met twice (an image both pending and packed) keeps its first entry.
+    Ordered best first by the candidate's best rank over the signals, then id.
+    """
+    unique: dict[str, Candidate] = {}
+    for c in found:
+        unique.setdefault(c.id, c)
+    pool = list(unique.values())
+    best_rank: dict[str, int] = {}
+    for name in SIGNALS:
+        eligible = [c for c in pool if name != "words" or c.words > 0]
+        eligible.sort(key=lambda c: (-c.signal(name), c.id))
+        for rank, c in enumerate(eligible[:per_signal]):
+            best_rank[c.id] = min(rank, best_rank.get(c.id, rank))
+    return sorted((unique[i] for i in best_rank), key=lambda c: (best_rank[c.id], c.id))
+
+
+def layout_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
+    """(n, 8) correlation of every row's layout with the query's under each symmetry."""
+    out = np.empty((len(partition), len(query.layouts)), np.float32)
+    for start in range(0, len(partition), _CHUNK):
+        block = partition.layout[start : start + _CHUNK].astype(np.float32)
+        out[start : start + _CHUNK] = block @ query.layouts.T
+    norms = partition.layout_norms()
+    return np.divide(out, norms[:, None], out=np.zeros_like(out), where=norms[:, None] > 0)
+
+
+def colour_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
+    """(n,) cosine of every row's colour histogram with the query's."""
+    raw = partition.colour.astype(np.float32) @ query.colour
+    norms = partition.colour_norms()
+    return np.divide(raw, norms, out=np.zeros_like(raw), where=norms > 0)
+
+
+def word_hits(probes: np.ndarray, partition: Partition) -> np.ndarray:
+    """(n,) per row, how many query descriptors meet one of its stored words, one to one.
+
+    A row scores the smaller of the number of query descriptors that hit it
+    and the number of its stored words that were hit, so neither a flat query
+    whose descriptors all look alike nor a row with one common word scores
+    by repetition.
+    """
+    n = len(partition)
+    words = partition.words
+    if probes.size == 0 or len(words) == 0:
+        return np.zeros(n, np.int64)
+    flat = probes.reshape(-1)
+    lo = np.searchsorted(words, flat, "left")
+    hits = np.searchsorted(words, flat, "right") - lo
+    hit = hits > 0
+    if not hit.any():
+        return np.zeros(n, np.int64)
+    lo, hits = lo[hit], hits[hit]
+    descriptor = np.repeat(np.flatnonzero(hit) // probes.shape[1], hits)
+    posting = np.repeat(lo - np.cumsum(hits) + hits, hits) + np.arange(int(hits.sum()))
+    rows = partition.word_rows[posting].astype(np.int64)
+    by_descriptor = np.bincount(np.unique(descriptor * n + rows) % n, minlength=n)
+    by_word = np.bincount(partition.word_rows[np.unique(posting)].astype(np.int64), minlength=n)
+    return np.minimum(by_descriptor, by_word)
+
+
+def orientations(layout: np.ndarray, shared: np.ndarray) -> np.ndarray:
+    """Per row, the symmetry of the query that best lines it up with the candidate.
+
+    Layout alone is misled by crops, whose frame differs from the original's.
+    Where the row shares visual words with the query, the words say whether
+    the query is mirrored (ORB descriptors change under a mirror, not under a
+    turn); layout picks the quarter turn among those four symmetries, but
+    only if it matches well (TRUSTED_LAYOUT): a crop resembles no turn of
+    its original in particular, and most pictures are upright.
+    """
+    has_words = shared.max(axis=0) > 0
+    say_mirror = np.where(has_words, shared[1] > shared[0], _MIRRORED[layout.argmax(axis=1)])
+    allowed = _MIRRORED[None, :] == say_mirror[:, None]
+    best = np.where(allowed, layout, -np.inf).argmax(axis=1)
+    trusted = layout[np.arange(len(best)), best] >= TRUSTED_LAYOUT
+    upright = np.where(say_mirror, transforms.DIHEDRAL.index((True, 0)), 0)
+    return np.where(trusted, best, upright)
+
+
+def _top(values: np.ndarray, n: int) -> np.ndarray:
+    if n >= len(values):
+        return np.arange(len(values))
+    return np.argpartition(-values, n - 1)[:n]

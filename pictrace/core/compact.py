@@ -1,0 +1,159 @@
+"""The compact index row of an image: what phase 1 reads for every candidate.
+
+A search first ranks every catalog image by three cheap signals read from
+index partitions (phase 1), then reranks a short global list with the three
+full signals (phase 2, :mod:`pictrace.core.rerank`).  Phase 1 must fit a
+million images in a few warm containers, so a row is a few hundred bytes:
+
+* ``layout``: the 256x256 grayscale thumbnail shrunk to 16x16, zero mean,
+  as int8 (256 bytes).  Its normalised dot product with the query's
+  layout under each of the eight square symmetries is a cross-correlation
+  that ignores brightness and contrast.
+* ``colour``: a 4x4x4 BGR histogram of square roots (Hellinger), as uint8
+  (64 bytes).
+* ``words``: visual words of a fixed selection of the image's ORB
+  descriptors (:data:`STORED_DESCRIPTORS` of them, each hashed once, to
+  :data:`WORD_BITS` of its 256 bits by one of :data:`WORD_TABLES` tables);
+  a partition keeps them as an inverted index, so each costs one row
+  number there (2 bytes in a partition of up to 65,536 rows).
+
+The asymmetry is deliberate: the stored side keeps few words, the query
+side hashes *every* descriptor in *every* table and also probes every word
+one bit away (multi-probe LSH).  A descriptor of the same corner seen again
+after an edit differs in a few bits, so it still finds its stored word;
+two unrelated descriptors meet about once in ``2**WORD_BITS / (WORD_BITS + 1)``
+probes, which keeps chance hits rare even though the query probes widely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pictrace.core.features import ImageFeatures
+
+LAYOUT_SIDE = 16
+COLOUR_BINS = 4
+WORD_TABLES = 4
+WORD_BITS = 24
+STORED_DESCRIPTORS = 128
+PROBE_RADIUS = 1
+
+# Table t reads bits _BIT_ORDER[t * WORD_BITS:(t + 1) * WORD_BITS] of the
+# 256-bit descriptor: a fixed spread (73 is coprime to 256), different from
+# one table to the next, so the tables fail independently.
+_BIT_ORDER = (np.arange(256) * 73 + 11) % 256
+_WEIGHTS = (1 << np.arange(WORD_BITS, dtype=np.uint64)).astype(np.uint64)
+
+
+@dataclass(frozen=True, eq=False)
+class IndexRow:
+    """One image's phase-1 signals, as stored in a partition."""
+
+    sha256: str
+    layout: np.ndarray  # (LAYOUT_SIDE**2,) int8, zero mean
+    colour: np.ndarray  # (COLOUR_BINS**3,) uint8, square-rooted counts
+    words: np.ndarray  # (w,) uint32, sorted distinct visual words
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the row takes in a partition: id, layout, colour, one row number per word, an offset."""
+        return 32 + self.layout.nbytes + self.colour.nbytes + 2 * len(self.words) + 4
+
+
+def index_row(features: ImageFeatures) -> IndexRow:
+    """The compact row of an image's detail features (deterministic)."""
+    return IndexRow(
+        sha256=features.sha256,
+        layout=quantise_layout(layout_vector(features.thumb)),
+        colour=colour_counts(features),
+        words=stored_words(features.descriptors),
+    )
+
+
+def layout_vector(thumb: np.ndarray) -> np.ndarray:
+    """16x16 layout of a grayscale thumbnail, zero mean and unit norm (float32)."""
+    small = cv2.resize(thumb, (LAYOUT_SIDE, LAYOUT_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    v = small.reshape(-1) - small.mean()
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+def quantise_layout(v: np.ndarray) -> np.ndarray:
+    """int8 of a layout vector scaled so its largest magnitude is 127 (norm is restored on use)."""
+    peak = float(np.abs(v).max()) if len(v) else 0.0
+    if peak == 0:
+        return np.zeros(len(v), np.int8)
+    return np.clip(np.rint(v * (127.0 / peak)), -127, 127).astype(np.int8)
+
+
+def colour_counts(features: ImageFeatures) -> np.ndarray:
+    """4x4x4 Hellinger histogram folded from the stored 32^3 histogram, as uint8 (peak 255)."""
+    bins = features.hist_index.astype(np.int64)
+    fold = 32 // COLOUR_BINS
+    b, g, r = bins // 1024 // fold, (bins // 32) % 32 // fold, bins % 32 // fold
+    coarse = np.zeros(COLOUR_BINS**3, np.float64)
+    # The 32^3 values are L2-normalised counts: squares are proportional to pixel shares.
+    np.add.at(coarse, (b * COLOUR_BINS + g) * COLOUR_BINS + r, features.hist_value.astype(np.float64) ** 2)
+    root = np.sqrt(coarse)
+    peak = float(root.max()) if len(root) else 0.0
+    if peak == 0:
+        return np.zeros(COLOUR_BINS**3, np.uint8)
+    return np.rint(root * (255.0 / peak)).astype(np.uint8)
+
+
+def unit_rows(values: np.ndarray) -> np.ndarray:
+    """Rows as float32 unit vectors (zero rows stay zero)."""
+    v = values.astype(np.float32)
+    norms = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
+
+
+def descriptor_hashes(descriptors: np.ndarray) -> np.ndarray:
+    """(n, WORD_TABLES) uint32: each descriptor's hash in every table (without the table number)."""
+    if len(descriptors) == 0:
+        return np.zeros((0, WORD_TABLES), np.uint32)
+    bits = np.unpackbits(descriptors, axis=1)[:, _BIT_ORDER[: WORD_TABLES * WORD_BITS]]
+    per_table = bits.reshape(len(descriptors), WORD_TABLES, WORD_BITS).astype(np.uint64)
+    return (per_table @ _WEIGHTS).astype(np.uint32)
+
+
+def _with_table(hashes: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    return (tables.astype(np.uint32) << np.uint32(WORD_BITS)) | hashes
+
+
+def stored_words(descriptors: np.ndarray) -> np.ndarray:
+    """The words a catalog image keeps: STORED_DESCRIPTORS descriptors spread over ORB's list, one table each.
+
+    ORB lists keypoints by pyramid level, so an even spread keeps every
+    scale; descriptor i goes to table i mod WORD_TABLES, so every table
+    holds a quarter of them and a query corner needs to agree with one.
+    """
+    n = len(descriptors)
+    if n == 0:
+        return np.zeros(0, np.uint32)
+    pick = np.unique(np.linspace(0, n - 1, min(n, STORED_DESCRIPTORS)).round().astype(np.int64))
+    hashes = descriptor_hashes(descriptors[pick])
+    tables = np.arange(len(pick)) % WORD_TABLES
+    return np.unique(_with_table(hashes[np.arange(len(pick)), tables], tables))
+
+
+def probe_words(descriptors: np.ndarray) -> np.ndarray:
+    """Every word a query descriptor may meet: all tables, and every word within PROBE_RADIUS bits.
+
+    Returns (n, probes) uint32; row i holds descriptor i's probes, so a hit
+    can be credited once per query descriptor and stored word.
+    """
+    n = len(descriptors)
+    if n == 0:
+        return np.zeros((0, 0), np.uint32)
+    hashes = descriptor_hashes(descriptors)  # (n, T)
+    flips = [np.uint32(0)]
+    if PROBE_RADIUS >= 1:
+        flips += [np.uint32(1 << b) for b in range(WORD_BITS)]
+    masks = np.array(flips, dtype=np.uint32)
+    probes = hashes[:, :, None] ^ masks[None, None, :]  # (n, T, P)
+    tables = np.arange(WORD_TABLES, dtype=np.uint32)[None, :, None]
+    return _with_table(probes, np.broadcast_to(tables, probes.shape)).reshape(n, -1)

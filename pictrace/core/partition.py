@@ -1,0 +1,201 @@
+"""Index partitions: the compact rows of many images, what phase 1 of a search reads.
+
+A partition is a NumPy ``.npz`` archive (loaded with ``allow_pickle=False``,
+so reading one never runs code) holding, row-aligned:
+
+* ``ids``    - (n, 32) uint8, the sha256 of each image
+* ``layout`` - (n, 256) int8, 16x16 layouts (:func:`pictrace.core.compact.layout_vector`)
+* ``colour`` - (n, 64) uint8, 4x4x4 colour histograms of square roots
+* ``words`` / ``word_rows`` - the inverted index: every stored visual word,
+  sorted (uint32), and the row holding it (uint16)
+* ``header`` - JSON: format name and version
+
+A partition holds at most :data:`MAX_ROWS` rows, so a row number fits in two
+bytes and a cold read stays bounded (about 0.9 KB per row: 58 MB at most).
+The detail features of an image live elsewhere, one object per image, and
+are read in phase 2 for the candidates only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from pictrace.core.compact import COLOUR_BINS, LAYOUT_SIDE, WORD_BITS, WORD_TABLES, IndexRow
+from pictrace.errors import CorruptShard
+
+PARTITION_FORMAT = "pictrace-partition"
+PARTITION_VERSION = 3
+MAX_ROWS = 65_536
+_LAYOUT = LAYOUT_SIDE * LAYOUT_SIDE
+_COLOUR = COLOUR_BINS**3
+
+
+@dataclass(frozen=True, eq=False)
+class Partition:
+    """Compact index rows of up to MAX_ROWS images, ready for bulk phase-1 scoring."""
+
+    ids: np.ndarray  # (n, 32) uint8
+    layout: np.ndarray  # (n, 256) int8
+    colour: np.ndarray  # (n, 64) uint8
+    words: np.ndarray  # (p,) uint32, sorted
+    word_rows: np.ndarray  # (p,) uint16, the row of each word
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the partition's arrays (what a warm container keeps)."""
+        return sum(a.nbytes for a in (self.ids, self.layout, self.colour, self.words, self.word_rows))
+
+    @classmethod
+    def build(cls, rows: Iterable[IndexRow]) -> "Partition":
+        """A partition of ``rows``; later duplicates of an id are dropped."""
+        seen: set[str] = set()
+        kept: list[IndexRow] = []
+        for row in rows:
+            if row.sha256 not in seen:
+                seen.add(row.sha256)
+                kept.append(row)
+        if len(kept) > MAX_ROWS:
+            raise ValueError(f"a partition holds at most {MAX_ROWS} rows, got {len(kept)}")
+        words = np.concatenate([np.zeros(0, np.uint32)] + [r.words.astype(np.uint32) for r in kept])
+        owners = np.repeat(np.arange(len(kept), dtype=np.uint16), [len(r.words) for r in kept])
+        order = np.argsort(words, kind="stable")
+        return cls(
+            ids=np.array([bytes.fromhex(r.sha256) for r in kept], dtype="S32").view(np.uint8).reshape(-1, 32),
+            layout=np.array([r.layout for r in kept], dtype=np.int8).reshape(-1, _LAYOUT),
+            colour=np.array([r.colour for r in kept], dtype=np.uint8).reshape(-1, _COLOUR),
+            words=words[order],
+            word_rows=owners[order],
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence["Partition"]) -> "Partition":
+        """Join partitions, keeping the first row of any id present twice."""
+        return cls.build(row for part in parts for row in part.rows())
+
+    def id(self, row: int) -> str:
+        return self.ids[row].tobytes().hex()
+
+    def id_list(self) -> list[str]:
+        if "ids" not in self._cache:
+            self._cache["ids"] = [bytes(r).hex() for r in self.ids]
+        return self._cache["ids"]
+
+    def rows(self) -> list[IndexRow]:
+        """The partition's rows again (words per row in sorted order)."""
+        order = np.argsort(self.word_rows, kind="stable")
+        bounds = np.searchsorted(self.word_rows[order], np.arange(len(self) + 1))
+        return [
+            IndexRow(
+                sha256=sha,
+                layout=self.layout[r],
+                colour=self.colour[r],
+                words=np.sort(self.words[order[bounds[r] : bounds[r + 1]]]),
+            )
+            for r, sha in enumerate(self.id_list())
+        ]
+
+    def without(self, ids: Iterable[str]) -> "Partition":
+        """A copy without the given ids (deleted images)."""
+        drop = set(ids)
+        return Partition.build(r for r in self.rows() if r.sha256 not in drop)
+
+    def layout_norms(self) -> np.ndarray:
+        """Euclidean norm of each quantised layout row (float32), computed once."""
+        if "layout_norms" not in self._cache:
+            self._cache["layout_norms"] = _row_norms(self.layout)
+        return self._cache["layout_norms"]
+
+    def colour_norms(self) -> np.ndarray:
+        if "colour_norms" not in self._cache:
+            self._cache["colour_norms"] = _row_norms(self.colour)
+        return self._cache["colour_norms"]
+
+    def to_bytes(self) -> bytes:
+        header = {"format": PARTITION_FORMAT, "version": PARTITION_VERSION}
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            ids=self.ids,
+            layout=self.layout,
+            colour=self.colour,
+            words=self.words,
+            word_rows=self.word_rows,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Partition":
+        """Load a partition; foreign, damaged or other-version files raise CorruptShard."""
+        arrays = _load(data)
+        _check_header(arrays)
+        try:
+            ids, lay, col = arrays["ids"], arrays["layout"], arrays["colour"]
+            words, rows = arrays["words"], arrays["word_rows"]
+        except KeyError as exc:
+            raise CorruptShard(f"partition lacks {exc.args[0]!r}") from None
+        n = len(ids)
+        if (
+            ids.dtype != np.uint8
+            or ids.shape != (n, 32)
+            or n > MAX_ROWS
+            or lay.dtype != np.int8
+            or lay.shape != (n, _LAYOUT)
+            or col.dtype != np.uint8
+            or col.shape != (n, _COLOUR)
+            or words.dtype != np.uint32
+            or rows.dtype != np.uint16
+            or words.ndim != 1
+            or rows.shape != words.shape
+        ):
+            raise CorruptShard("partition arrays are malformed or disagree in length")
+        if len(words) and (
+            int(words.max()) >= WORD_TABLES << WORD_BITS or int(rows.max()) >= n or (np.diff(words.astype(np.int64)) < 0).any()
+        ):
+            raise CorruptShard("partition words are out of range or unsorted")
+        return cls(ids=ids, layout=lay, colour=col, words=words, word_rows=rows)
+
+
+def _row_norms(values: np.ndarray) -> np.ndarray:
+    v = values.astype(np.float32)
+    return np.sqrt(np.einsum("ij,ij->i", v, v))
+
+
+def _load(data: bytes) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except Exception as exc:  # numpy raises many types for foreign bytes
+        raise CorruptShard(f"not a PicTrace partition file: {type(exc).__name__}") from None
+
+
+def _check_header(arrays: dict[str, np.ndarray]) -> None:
+    raw = arrays.get("header")
+    if raw is None or raw.dtype != np.uint8:
+        raise CorruptShard("not a PicTrace partition file: no header")
+    try:
+        header = json.loads(raw.tobytes())
+    except ValueError:
+        raise CorruptShard("unreadable partition header") from None
+    if not isinstance(header, dict):
+        raise CorruptShard("unreadable partition header")
+    if header.get("format") == "pictrace-shard":
+        raise CorruptShard(
+            f"index shard version {header.get('version')!r} predates partitions (version {PARTITION_VERSION}): "
+            "run `pictrace reindex` to rebuild the index"
+        )
+    if header.get("format") != PARTITION_FORMAT:
+        raise CorruptShard("not a PicTrace partition file")
+    if header.get("version") != PARTITION_VERSION:
+        raise CorruptShard(
+            f"partition version {header.get('version')!r} is not supported (expected {PARTITION_VERSION})"
+        )

@@ -1,0 +1,155 @@
+"""Phase 1: compact index rows, partitions and candidate generation on real photographs."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from pictrace.core import compact
+from pictrace.core.candidates import Candidate, CandidateQuery, candidates, shortlist
+from pictrace.core.partition import MAX_ROWS, Partition
+from pictrace.core.scoring import query_from_bytes
+from pictrace.core.shard import Shard
+from pictrace.core.features import extract_features
+from pictrace.errors import CorruptShard
+from tests.conftest import jpeg, sample_bgr
+
+NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "hubble_deep_field", "immunohistochemistry")
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return {n: extract_features(jpeg(sample_bgr(n))) for n in NAMES}
+
+
+@pytest.fixture(scope="module")
+def partition(catalog):
+    return Partition.build(compact.index_row(f) for f in catalog.values())
+
+
+def probe_of(data: bytes) -> CandidateQuery:
+    q = query_from_bytes(data)
+    f = q.features
+    return CandidateQuery.of(f.thumb, compact.colour_counts(f), f.descriptors, q.mirror_descriptors)
+
+
+def edits(img: np.ndarray) -> dict[str, np.ndarray]:
+    h, w = img.shape[:2]
+    gray = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    return {
+        "crop": img[h // 8 : h - h // 6, w // 5 : w - w // 10],
+        "mirror": np.ascontiguousarray(img[:, ::-1]),
+        "rot90": np.ascontiguousarray(np.rot90(img)),
+        "gray": gray,
+        "dark": np.clip(img.astype(np.float32) * 0.6, 0, 255).astype(np.uint8),
+    }
+
+
+def test_a_row_stays_under_one_kilobyte(catalog):
+    for f in catalog.values():
+        row = compact.index_row(f)
+        assert row.nbytes <= 1024
+        assert row.layout.dtype == np.int8 and row.colour.dtype == np.uint8
+        assert len(row.words) <= compact.STORED_DESCRIPTORS
+
+
+def test_rows_are_deterministic(catalog):
+    f = catalog["coffee"]
+    a, b = compact.index_row(f), compact.index_row(f)
+    assert np.array_equal(a.layout, b.layout) and np.array_equal(a.words, b.words)
+
+
+def test_partition_round_trip(partition):
+    back = Partition.from_bytes(partition.to_bytes())
+    assert back.id_list() == partition.id_list()
+    for a, b in zip(back.rows(), partition.rows()):
+        assert a.sha256 == b.sha256
+        assert np.array_equal(a.layout, b.layout) and np.array_equal(a.colour, b.colour)
+        assert np.array_equal(a.words, b.words)
+
+
+def test_partition_without_and_concat(partition, catalog):
+    gone = catalog["rocket"].sha256
+    smaller = partition.without([gone])
+    assert gone not in smaller.id_list() and len(smaller) == len(partition) - 1
+    joined = Partition.concat([smaller, partition])
+    assert sorted(joined.id_list()) == sorted(partition.id_list())
+
+
+def test_an_old_shard_gets_a_clear_error(catalog):
+    old = Shard.build([(catalog["coffee"], {})]).to_bytes()
+    with pytest.raises(CorruptShard, match="pictrace reindex"):
+        Partition.from_bytes(old)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "rows-out-of-range", "unsorted", "version"])
+def test_damaged_partitions_are_refused(partition, damage):
+    arrays = dict(np.load(io.BytesIO(partition.to_bytes()), allow_pickle=False))
+    if damage == "garbage":
+        data = b"PK\x03\x04 not really"
+    else:
+        if damage == "rows-out-of-range":
+            arrays["word_rows"] = arrays["word_rows"].copy()
+            arrays["word_rows"][0] = len(partition)
+        elif damage == "unsorted":
+            arrays["words"] = arrays["words"][::-1].copy()
+        else:
+            arrays["header"] = np.frombuffer(json.dumps({"format": "pictrace-partition", "version": 99}).encode(), np.uint8)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        data = buf.getvalue()
+    with pytest.raises(CorruptShard):
+        Partition.from_bytes(data)
+
+
+def test_partition_size_is_bounded(catalog):
+    row = compact.index_row(catalog["coffee"])
+    many = (compact.IndexRow(f"{i:064x}", row.layout, row.colour, row.words) for i in range(MAX_ROWS + 1))
+    with pytest.raises(ValueError):
+        Partition.build(many)
+
+
+@pytest.mark.parametrize("source", ["astronaut", "coffee", "chelsea", "rocket"])
+@pytest.mark.parametrize("edit", ["crop", "mirror", "rot90", "gray", "dark"])
+def test_edited_copies_reach_a_short_shortlist(catalog, partition, source, edit):
+    query = probe_of(jpeg(edits(sample_bgr(source))[edit]))
+    found = shortlist(candidates(query, partition, per_signal=2), per_signal=2)
+    assert catalog[source].sha256 in [c.id for c in found[:4]]
+
+
+def test_words_find_a_tight_crop_and_know_a_mirror(catalog, partition):
+    img = sample_bgr("astronaut")
+    h, w = img.shape[:2]
+    crop = img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
+    by_id = {c.id: c for c in candidates(probe_of(jpeg(crop[:, ::-1].copy())), partition, per_signal=8)}
+    target = by_id[catalog["astronaut"].sha256]
+    assert target.words == max(c.words for c in by_id.values()) and target.words >= 5
+    assert target.orientation >= 4  # a mirrored symmetry
+
+
+def test_excluded_ids_are_never_candidates(catalog, partition):
+    query = probe_of(jpeg(sample_bgr("coffee")))
+    gone = catalog["coffee"].sha256
+    assert gone not in {c.id for c in candidates(query, partition, exclude=[gone])}
+
+
+def test_global_shortlist_equals_one_big_partition(catalog):
+    rows = [compact.index_row(f) for f in catalog.values()]
+    whole = Partition.build(rows)
+    split = [Partition.build(rows[:3]), Partition.build(rows[3:])]
+    query = probe_of(jpeg(edits(sample_bgr("chelsea"))["dark"]))
+    one = shortlist(candidates(query, whole, per_signal=3), per_signal=3)
+    many = shortlist([c for p in split for c in candidates(query, p, per_signal=3)], per_signal=3)
+    assert [c.id for c in one] == [c.id for c in many]
+
+
+def test_candidates_travel_as_json(catalog, partition):
+    query = probe_of(jpeg(sample_bgr("rocket")))
+    for c in candidates(query, partition, per_signal=2):
+        assert Candidate.from_dict(json.loads(json.dumps(c.to_dict()))).id == c.id
+    with pytest.raises(ValueError):
+        Candidate.from_dict({"id": "x", "layout": 0, "colour": 0, "words": 0, "orientation": 9})
