@@ -4,17 +4,41 @@ Every fetch goes through the guarded client (public addresses only, bounded
 bytes, time and redirects); what the body *is* is decided by its magic bytes.
 A page that was fetched but is too large or holds no image is the input's
 fault (413, 422), not the remote's: only failing to fetch is a 502.
+
+All the fetches of one request share one budget (``Config.max_request_*``):
+bytes held at once, image fetches, and seconds. A request for several
+images is truncated, not refused: what fitted is returned, and every image
+left out is a :class:`Skipped` saying which limit it met.  Identical bytes
+are kept once (checked by sha256, before anything decodes them) and a URL
+several pages name is fetched once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+import hashlib
+from dataclasses import dataclass, field, replace
 
-from pictrace.adapters.fetch import FetchPolicy, fetch, fetch_many, harvest_images, primary_image, sniff_kind
+from pictrace.adapters.fetch import (
+    FetchBudget,
+    Fetched,
+    FetchPolicy,
+    fetch,
+    fetch_many,
+    harvest_images,
+    primary_image,
+    sniff_kind,
+)
 from pictrace.adapters.fetch.client import Resolve
 from pictrace.config import Config
-from pictrace.errors import BadRequest, InvalidImage, PayloadTooLarge, PicTraceError, UnsupportedFormat
+from pictrace.errors import (
+    BadRequest,
+    BudgetExceeded,
+    InvalidImage,
+    PayloadTooLarge,
+    PicTraceError,
+    UnsupportedFormat,
+)
 
 # Test seams, never changed in production: the resolver used when a caller
 # passes none (None: the operating system's), and the policy class whose
@@ -42,6 +66,41 @@ class Failed:
 
     def to_dict(self) -> dict:
         return {"url": self.url, **self.error.to_dict()}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An image a request named but did not take: a duplicate, or past the request's budget.
+
+    ``reason`` is ``duplicate`` (same bytes as ``same_as``, an image of this
+    request) or the budget limit it met: ``request_bytes``, ``request_images``
+    or ``request_time``.
+    """
+
+    url: str
+    reason: str
+    message: str
+    details: dict = field(default_factory=dict)
+
+    @classmethod
+    def over_budget(cls, url: str, error: BudgetExceeded) -> "Skipped":
+        details = {k: v for k, v in error.details.items() if k != "limit"}
+        return cls(url, str(error.details["limit"]), error.message, details)
+
+    def to_dict(self) -> dict:
+        return {"url": self.url, "reason": self.reason, "message": self.message, **self.details}
+
+
+Taken = Source | Failed | Skipped
+
+
+def request_budget(config: Config) -> FetchBudget:
+    """A fresh budget for the fetches of one request."""
+    return FetchBudget(
+        max_bytes=config.max_request_fetch_bytes,
+        max_images=config.max_request_images,
+        seconds=config.max_request_fetch_seconds,
+    )
 
 
 def image_policy(config: Config) -> FetchPolicy:
@@ -72,7 +131,8 @@ def one_image(url: str, config: Config, resolve: Resolve | None = None) -> Sourc
 
 
 async def _one_image(url: str, config: Config, resolve: Resolve | None) -> Source:
-    got = await fetch(url, image_policy(config), resolve=resolve)
+    budget = request_budget(config)
+    got = await fetch(url, image_policy(config), resolve=resolve, budget=budget)
     kind = sniff_kind(got.body)
     if kind == "image":
         return Source(got.body, image_url=got.url)
@@ -83,43 +143,114 @@ async def _one_image(url: str, config: Config, resolve: Resolve | None) -> Sourc
     target = primary_image(got.body, got.url)
     if target is None:
         raise InvalidImage(f"page {url} has no image", url=url)
-    img = await fetch(target, image_policy(config), resolve=resolve)
+    budget.refund(len(got.body))
+    img = await fetch(target, image_policy(config), resolve=resolve, budget=budget)
     if sniff_kind(img.body) != "image":
         raise UnsupportedFormat(f"{target} (the main image of {url}) is not an image")
     return Source(img.body, image_url=img.url, page_url=got.url)
 
 
-def all_images(urls: list[str], config: Config, resolve: Resolve | None = None) -> list[Source | Failed]:
-    """Every image the URLs stand for: an image URL gives itself, a page gives all its images."""
+def all_images(urls: list[str], config: Config, resolve: Resolve | None = None) -> list[Taken]:
+    """Every image the URLs stand for: an image URL gives itself, a page gives all its images.
+
+    One entry per image (or per URL that failed): the URLs' own images,
+    then each page's in page order, then the page images past the request's
+    image budget. Whatever the budget or a duplicate left out is a
+    :class:`Skipped`.
+    """
     return asyncio.run(_all_images(urls, config, resolve or RESOLVE))
 
 
-async def _all_images(urls: list[str], config: Config, resolve: Resolve | None) -> list[Source | Failed]:
-    out: list[Source | Failed] = []
-    pages: list[tuple[str, bytes]] = []
-    for url, got in zip(urls, await fetch_many(urls, image_policy(config), resolve=resolve)):
+@dataclass
+class _Harvest:
+    """What one request has taken so far."""
+
+    budget: FetchBudget
+    out: list[Taken] = field(default_factory=list)
+    by_sha: dict[str, str] = field(default_factory=dict)  # sha256 -> URL of the first image with it
+
+    def image(self, url: str, got: Fetched, page_url: str = "") -> None:
+        """Keep an image, unless its bytes were already taken or no image slot is left."""
+        sha = hashlib.sha256(got.body).hexdigest()
+        first = self.by_sha.get(sha)
+        if first is not None:
+            self.budget.refund(len(got.body))
+            self.out.append(Skipped(url, "duplicate", f"the same bytes as {first}", {"same_as": first}))
+            return
+        try:
+            self.budget.take_image()
+        except BudgetExceeded as over:
+            self.budget.refund(len(got.body))
+            self.out.append(Skipped.over_budget(url, over))
+            return
+        self.by_sha[sha] = url
+        self.out.append(Source(got.body, image_url=got.url, page_url=page_url))
+
+    def failed(self, url: str, error: PicTraceError) -> None:
+        if isinstance(error, BudgetExceeded):
+            self.out.append(Skipped.over_budget(url, error))
+        else:
+            self.out.append(Failed(url, error))
+
+
+async def _all_images(urls: list[str], config: Config, resolve: Resolve | None) -> list[Taken]:
+    taken = _Harvest(request_budget(config))
+    budget = taken.budget
+    pages: list[tuple[str, list[str]]] = []
+    named = set(urls)
+    for url, got in zip(urls, await fetch_many(urls, image_policy(config), resolve=resolve, budget=budget)):
         if isinstance(got, PicTraceError):
-            out.append(Failed(url, got))
+            taken.failed(url, got)
             continue
         kind = sniff_kind(got.body)
         if kind == "image":
-            out.append(Source(got.body, image_url=got.url))
-        elif kind == "html" and len(got.body) <= config.max_page_bytes:
-            pages.append((got.url, got.body))
-        elif kind == "html":
-            out.append(Failed(url, PayloadTooLarge(f"page is larger than {config.max_page_bytes} bytes")))
-        else:
-            out.append(Failed(url, UnsupportedFormat("neither an image nor an HTML page")))
-    for page_url, html in pages:
-        targets = harvest_images(html, page_url, max_images=config.max_page_images)
-        if not targets:
-            out.append(Failed(page_url, InvalidImage("the page has no images")))
+            taken.image(url, got)
             continue
-        for target, got in zip(targets, await fetch_many(targets, image_policy(config), resolve=resolve)):
-            if isinstance(got, PicTraceError):
-                out.append(Failed(target, got))
-            elif sniff_kind(got.body) != "image":
-                out.append(Failed(target, UnsupportedFormat("not an image")))
-            else:
-                out.append(Source(got.body, image_url=got.url, page_url=page_url))
-    return out
+        # A page is read at once and dropped: only its image URLs are kept.
+        budget.refund(len(got.body))
+        if kind == "html" and len(got.body) <= config.max_page_bytes:
+            targets = harvest_images(got.body, got.url, max_images=config.max_page_images)
+            if not targets:
+                taken.failed(got.url, InvalidImage("the page has no images"))
+            pages.append((got.url, targets))
+        elif kind == "html":
+            taken.failed(url, PayloadTooLarge(f"page is larger than {config.max_page_bytes} bytes"))
+        else:
+            taken.failed(url, UnsupportedFormat("neither an image nor an HTML page"))
+    planned = _plan(pages, named, budget.images_left)
+    targets = [target for target, _ in planned.fetch]
+    for (target, page_url), got in zip(
+        planned.fetch, await fetch_many(targets, image_policy(config), resolve=resolve, budget=budget)
+    ):
+        if isinstance(got, PicTraceError):
+            taken.failed(target, got)
+        elif sniff_kind(got.body) != "image":
+            budget.refund(len(got.body))
+            taken.failed(target, UnsupportedFormat("not an image"))
+        else:
+            taken.image(target, got, page_url)
+    for target, _ in planned.skipped:
+        taken.failed(target, budget.too_many_images())
+    return taken.out
+
+
+@dataclass
+class _Plan:
+    fetch: list[tuple[str, str]] = field(default_factory=list)  # (image URL, page URL)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _plan(pages: list[tuple[str, list[str]]], named: set[str], slots: int) -> _Plan:
+    """Which pages' images to fetch: each URL once, in page order, at most ``slots``.
+
+    A URL the request named itself, or that an earlier page named, was or
+    will be fetched already and is left out without a word.
+    """
+    plan, seen = _Plan(), set(named)
+    for page_url, targets in pages:
+        for target in targets:
+            if target in seen:
+                continue
+            seen.add(target)
+            (plan.fetch if len(plan.fetch) < slots else plan.skipped).append((target, page_url))
+    return plan

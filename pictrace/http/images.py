@@ -7,10 +7,10 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from pictrace.catalog import layout
 from pictrace.catalog.search import search as run_search
-from pictrace.catalog.sources import Failed, Source, all_images, check_urls
+from pictrace.catalog.sources import Failed, Skipped, Source, all_images, check_urls
 from pictrace.core.features import ImageFeatures
 from pictrace.core.scoring import matched_points
-from pictrace.errors import BadRequest, NotFound, PicTraceError
+from pictrace.errors import BadRequest, BudgetExceeded, NotFound, PicTraceError
 from pictrace.http.inputs import body, int_param, single_image
 from pictrace.http.options import min_score
 from pictrace.runtime import services
@@ -29,8 +29,11 @@ def add_images() -> Response:
     else:
         one = single_image(parsed, s.catalog, s.config)
         sources = [Source(one.data, one.image_url, one.page_url)]
-    added, failed = [], []
+    added, failed, skipped = [], [], []
     for src in sources:
+        if isinstance(src, Skipped):
+            skipped.append(src.to_dict())
+            continue
         if isinstance(src, Failed):
             failed.append(src.to_dict())
             continue
@@ -47,12 +50,14 @@ def add_images() -> Response:
     if not added:
         if len(sources) == 1 and isinstance(sources[0], Failed):
             raise sources[0].error  # one URL, one reason: answer with it directly
-        raise BadRequest("no image could be added", failed=failed)
+        if skipped and not failed:
+            raise BudgetExceeded("the request's budget ran out before any image was taken", failed=failed, skipped=skipped)
+        raise BadRequest("no image could be added", failed=failed, skipped=skipped)
     status = 201 if any(a["created"] for a in added) else 200
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body={"ids": [a["id"] for a in added], "images": added, "failed": failed},
+        body={"ids": [a["id"] for a in added], "images": added, "failed": failed, "skipped": skipped},
     )
 
 

@@ -35,6 +35,7 @@ from aiohttp.test_utils import TestServer
 from yarl import URL
 
 from pictrace.adapters.fetch import (
+    FetchBudget,
     FetchPolicy,
     fetch,
     fetch_many,
@@ -43,7 +44,9 @@ from pictrace.adapters.fetch import (
     open_session,
     sniff_kind,
 )
-from pictrace.errors import BlockedURL, FetchError, PayloadTooLarge
+from pictrace.catalog import sources
+from pictrace.config import Config
+from pictrace.errors import BlockedURL, BudgetExceeded, FetchError, PayloadTooLarge
 
 HOST = "images.example.test"
 IMAGE = cv2.imencode(
@@ -637,3 +640,206 @@ def test_fetch_sync_runs_its_own_loop() -> None:
         assert fetched.body == IMAGE and fetched.content_type is None
         with pytest.raises(BlockedURL):
             fetch_sync(f"http://{HOST}:{port}/a.png", resolve=stub_for())
+
+
+# --- one request's budget ----------------------------------------------------------
+
+
+def test_a_budget_bounds_the_bytes_all_fetches_hold_together() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            budget = FetchBudget(max_bytes=100 * 1024, max_images=10, seconds=30)
+            urls = [origin.url(f"/stream/{40 * 1024}")] * 3
+            # One at a time, so which fetch meets the cap is fixed.
+            results = await fetch_many(urls, TrustLoopback(), concurrency=1, resolve=stub_for(), budget=budget)
+            assert [type(r).__name__ for r in results] == ["Fetched", "Fetched", "BudgetExceeded"]
+            assert results[2].details["limit"] == "request_bytes"
+            # The cut-off fetch gave back what it had read; the kept bodies stay charged.
+            assert budget.held == 80 * 1024
+            budget.refund(40 * 1024)
+            again = await fetch(urls[0], TrustLoopback(), resolve=stub_for(), budget=budget)
+            assert len(again.body) == 40 * 1024 and budget.held == 80 * 1024
+
+    run(scenario())
+
+
+def test_no_fetch_starts_after_the_budget_deadline(connects: Connects) -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            budget = FetchBudget(max_bytes=2**20, max_images=10, seconds=0)
+            results = await fetch_many([origin.url("/image")] * 3, TrustLoopback(), resolve=stub_for(), budget=budget)
+            assert [r.details["limit"] for r in results] == ["request_time"] * 3
+            assert origin.hits == [] and connects.attempts == []
+
+    run(scenario())
+
+
+def test_a_fetch_still_running_at_the_budget_deadline_is_cut_off() -> None:
+    async def scenario() -> None:
+        async with serve() as origin:
+            budget = FetchBudget(max_bytes=2**20, max_images=10, seconds=0.3)
+            policy = TrustLoopback(read_timeout=30, total_timeout=30)  # only the budget can end it
+            with pytest.raises(BudgetExceeded) as raised:
+                await fetch(origin.url("/slow"), policy, resolve=stub_for(), budget=budget)
+            assert raised.value.details["limit"] == "request_time"
+            assert budget.held == 0
+
+    run(scenario())
+
+
+# --- a request's images, through pictrace.catalog.sources --------------------------------
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_png(seed: str, size: int) -> bytes:
+    """Bytes that sniff as a PNG, distinct per ``seed`` (nothing here decodes them)."""
+    head = PNG_MAGIC + seed.encode() + b"\0"
+    return head + b"p" * (size - len(head))
+
+
+@dataclass
+class SiteServer:
+    """A threaded web site for code that runs its own event loop; ``hits`` lists paths."""
+
+    port: int = 0
+    hits: list[str] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.port}{path}"
+
+
+def gallery(first: int, count: int, extra: str = "") -> bytes:
+    """A page of ``count`` images ``/img/<n>`` from ``first``, plus ``extra`` markup."""
+    imgs = "".join(f'<img src="/img/{n}">' for n in range(first, first + count))
+    return f"<!doctype html><html><body>{extra}{imgs}</body></html>".encode()
+
+
+@contextmanager
+def site() -> Iterator[SiteServer]:
+    """/img/<n>[?size=] distinct images, /same/<name> one image under many names,
+    /gallery/<first>/<count> pages (each also showing /logo), /hang never answers."""
+    state = SiteServer()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            state.hits.append(self.path)
+            path, _, query = self.path.partition("?")
+            parts = path.strip("/").split("/")
+            size = int(query.removeprefix("size=")) if query.startswith("size=") else 2048
+            if parts[0] == "img":
+                return self._send(fake_png(parts[1], size))
+            if parts[0] in ("same", "logo"):
+                return self._send(fake_png("same", 2048))
+            if parts[0] == "gallery":
+                return self._send(gallery(int(parts[1]), int(parts[2]), '<img src="/logo">'))
+            if parts[0] == "hang":
+                state.release.wait(30)
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _send(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    # A short poll keeps shutdown() from waiting half a second.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Route pictrace.catalog.sources through the stub resolver and the loopback-trusting policy."""
+    monkeypatch.setattr(sources, "RESOLVE", stub_for())
+    monkeypatch.setattr(sources, "POLICY", TrustLoopback)
+
+
+def kinds(taken: list) -> list[str]:
+    return [type(t).__name__ for t in taken]
+
+
+def test_a_request_takes_at_most_its_image_budget_and_lists_the_rest(trusted: None) -> None:
+    config = Config(max_request_images=25, max_page_images=50)
+    with site() as web:
+        pages = [web.url(f"/gallery/{first}/10") for first in (0, 100, 200)]
+        taken = sources.all_images([web.url("/img/x"), *pages], config)
+    kept = [t for t in taken if isinstance(t, sources.Source)]
+    skipped = [t for t in taken if isinstance(t, sources.Skipped)]
+    # 1 image URL + 3 pages of 10 images and the shared logo = 32 images; 25 are taken.
+    assert len(kept) == 25 and len(skipped) == 32 - 25
+    assert {s.reason for s in skipped} == {"request_images"}
+    # Pages are served in order: the first pages' images come first, the last page's tail is skipped.
+    assert [s.url for s in skipped] == [web.url(f"/img/{n}") for n in range(203, 210)]
+    # Skipped images were never fetched; the logo all three pages show was fetched once.
+    fetched = [h for h in web.hits if h.startswith("/img/") or h == "/logo"]
+    assert len(fetched) == 25 and web.hits.count("/logo") == 1
+    assert all(web.url(f"/img/{n}")[len(web.url("")):] not in web.hits for n in range(203, 210))
+
+
+def test_identical_bytes_are_taken_once_and_named_as_duplicates(trusted: None) -> None:
+    with site() as web:
+        urls = [web.url("/same/a"), web.url("/img/1"), web.url("/same/b"), web.url("/same/c")]
+        taken = sources.all_images(urls, Config())
+    assert kinds(taken) == ["Source", "Source", "Skipped", "Skipped"]
+    assert [t.to_dict() for t in taken[2:]] == [
+        {"url": u, "reason": "duplicate", "message": f"the same bytes as {urls[0]}", "same_as": urls[0]}
+        for u in urls[2:]
+    ]
+
+
+def test_the_bytes_a_request_holds_are_bounded(trusted: None) -> None:
+    config = Config(max_request_fetch_bytes=100 * 1024)
+    with site() as web:
+        urls = [web.url(f"/img/{n}?size={30 * 1024}") for n in range(5)]
+        taken = sources.all_images(urls, config)
+    kept = [t for t in taken if isinstance(t, sources.Source)]
+    skipped = [t for t in taken if isinstance(t, sources.Skipped)]
+    # Whichever arrive first, three 30 KiB bodies fit in 100 KiB and a fourth never does.
+    assert len(kept) == 3 and len(skipped) == 2
+    assert {s.reason for s in skipped} == {"request_bytes"}
+    assert sum(len(k.data) for k in kept) <= 100 * 1024
+
+
+def test_a_page_is_dropped_once_read_so_its_bytes_do_not_count(trusted: None) -> None:
+    page_size = len(gallery(0, 3, '<img src="/logo">'))
+    image = 2048
+    # Room for the page, or for its four images, never for both at once.
+    config = Config(max_request_fetch_bytes=max(page_size, 4 * image) + 100)
+    assert page_size + 4 * image > config.max_request_fetch_bytes
+    with site() as web:
+        taken = sources.all_images([web.url("/gallery/0/3")], config)
+    assert kinds(taken) == ["Source"] * 4
+
+
+def test_fetches_still_running_when_the_request_time_ends_are_skipped(trusted: None) -> None:
+    config = Config(max_request_fetch_seconds=0.3, fetch_read_timeout=30, fetch_total_timeout=30)
+    with site() as web:
+        taken = sources.all_images([web.url("/img/1"), web.url("/hang")], config)
+    assert kinds(taken) == ["Source", "Skipped"]
+    assert taken[1].reason == "request_time" and taken[1].url.endswith("/hang")
+
+
+def test_one_image_shares_one_budget_between_the_page_and_its_image(trusted: None) -> None:
+    config = Config(max_request_fetch_seconds=0.3, fetch_read_timeout=30, fetch_total_timeout=30)
+    with site() as web:
+        with pytest.raises(BudgetExceeded) as raised:
+            sources.one_image(web.url("/hang"), config)
+    assert raised.value.details["limit"] == "request_time" and raised.value.status == 413

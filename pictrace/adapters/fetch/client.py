@@ -9,7 +9,10 @@ cannot rebind the name to an internal address. TLS still verifies against,
 and the Host header still carries, the host name from the URL.
 
 Bodies are streamed against a byte cap and never decompressed, so neither a
-lying Content-Length nor a compression bomb can exhaust memory.
+lying Content-Length nor a compression bomb can exhaust memory. A
+:class:`~pictrace.adapters.fetch.budget.FetchBudget` passed to :func:`fetch`
+or :func:`fetch_many` also bounds what all the fetches of one request hold
+together, and when they must stop.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pictrace import __version__
 from pictrace.errors import BadRequest, BlockedURL, FetchError, PayloadTooLarge, PicTraceError
 
 from .addresses import IPAddress, check_address, check_url, parse_host
+from .budget import FetchBudget
 
 Resolve = Callable[[str, int], Sequence[str] | Awaitable[Sequence[str]]]
 """``resolve(host, port) -> [ip, ...]``; may be a plain or an async function."""
@@ -193,6 +197,7 @@ async def fetch(
     *,
     session: aiohttp.ClientSession | None = None,
     resolve: Resolve | None = None,
+    budget: FetchBudget | None = None,
 ) -> Fetched:
     """Fetch ``url`` under ``policy``, following at most ``policy.max_redirects``.
 
@@ -202,17 +207,38 @@ async def fetch(
     redirect target, :class:`BadRequest` for a malformed or over-long URL,
     :class:`PayloadTooLarge` past ``policy.max_bytes`` and :class:`FetchError`
     for timeouts, connection failures, non-2xx statuses and too many redirects.
+
+    With a ``budget``, the body stays charged to it on success (the caller
+    refunds it when it drops the body), and :class:`BudgetExceeded` is raised
+    when the budget's bytes or time run out; a fetch begun after its deadline
+    never connects.
     """
     if session is None:
         async with open_session(policy, resolve) as own:
-            return await fetch(url, policy, session=own)
+            return await fetch(url, policy, session=own, budget=budget)
     if resolve is not None:
         raise ValueError("pass resolve to open_session() when you supply a session")
     if _GUARDED_SESSIONS.get(session) != policy:
         raise ValueError("session must come from open_session() with the same policy")
+    if budget is None:
+        return await _fetch_in_time(url, policy, session, None)
+    budget.start()
+    budget.check_time()
+    try:
+        async with asyncio.timeout_at(budget.deadline):
+            return await _fetch_in_time(url, policy, session, budget)
+    except TimeoutError:
+        # Only the budget's own deadline lands here: the policy's timeouts
+        # are turned into FetchError inside.
+        raise budget.out_of_time() from None
+
+
+async def _fetch_in_time(
+    url: str, policy: FetchPolicy, session: aiohttp.ClientSession, budget: FetchBudget | None
+) -> Fetched:
     try:
         async with asyncio.timeout(policy.total_timeout):
-            return await _follow(url, policy, session)
+            return await _follow(url, policy, session, budget)
     except TimeoutError as exc:
         raise FetchError(
             f"fetching {url} took longer than {policy.total_timeout}s", url=url
@@ -231,12 +257,14 @@ async def fetch_many(
     policy: FetchPolicy = FetchPolicy(),
     concurrency: int = 8,
     resolve: Resolve | None = None,
+    budget: FetchBudget | None = None,
 ) -> list[Fetched | PicTraceError]:
     """Fetch ``urls`` with at most ``concurrency`` in flight; results keep input order.
 
     A URL that fails yields its error object (:class:`FetchError`,
-    :class:`BlockedURL`, :class:`PayloadTooLarge` or :class:`BadRequest`) in its
-    slot instead of aborting the others. Unexpected exceptions still propagate.
+    :class:`BlockedURL`, :class:`PayloadTooLarge`, :class:`BadRequest` or, with
+    a ``budget``, :class:`BudgetExceeded`) in its slot instead of aborting the
+    others. Unexpected exceptions still propagate.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
@@ -246,14 +274,16 @@ async def fetch_many(
         async def one(url: str) -> Fetched | PicTraceError:
             async with gate:
                 try:
-                    return await fetch(url, policy, session=session)
+                    return await fetch(url, policy, session=session, budget=budget)
                 except PicTraceError as error:
                     return error
 
         return list(await asyncio.gather(*(one(url) for url in urls)))
 
 
-async def _follow(url: str, policy: FetchPolicy, session: aiohttp.ClientSession) -> Fetched:
+async def _follow(
+    url: str, policy: FetchPolicy, session: aiohttp.ClientSession, budget: FetchBudget | None
+) -> Fetched:
     target = _checked(url, policy)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=policy.connect_timeout, sock_read=policy.read_timeout
@@ -263,7 +293,7 @@ async def _follow(url: str, policy: FetchPolicy, session: aiohttp.ClientSession)
             async with session.get(target, allow_redirects=False, timeout=timeout) as response:
                 location = response.headers.get("Location")
                 if response.status not in REDIRECT_STATUSES or location is None:
-                    return await _accept(response, policy)
+                    return await _accept(response, policy, budget)
                 next_url = response.url
             target = _checked_redirect(next_url, location, policy)
     except aiohttp.ServerTimeoutError as exc:
@@ -292,7 +322,9 @@ def _checked_redirect(current: URL, location: str, policy: FetchPolicy) -> URL:
         raise BlockedURL(f"redirect to malformed URL {location[:200]!r}") from exc
 
 
-async def _accept(response: aiohttp.ClientResponse, policy: FetchPolicy) -> Fetched:
+async def _accept(
+    response: aiohttp.ClientResponse, policy: FetchPolicy, budget: FetchBudget | None
+) -> Fetched:
     """Turn a final response into :class:`Fetched`, enforcing status, encoding and size."""
     if not 200 <= response.status < 300:
         raise FetchError(
@@ -303,13 +335,19 @@ async def _accept(response: aiohttp.ClientResponse, policy: FetchPolicy) -> Fetc
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise FetchError(f"compressed response (Content-Encoding: {encoding}) refused")
-    body = await _read_capped(response, policy.max_bytes)
+    body = await _read_capped(response, policy.max_bytes, budget)
     declared = response.content_type if "Content-Type" in response.headers else None
     return Fetched(url=str(response.url), status=response.status, content_type=declared, body=body)
 
 
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    """Read the body, stopping as soon as it passes ``max_bytes``."""
+async def _read_capped(
+    response: aiohttp.ClientResponse, max_bytes: int, budget: FetchBudget | None = None
+) -> bytes:
+    """Read the body, stopping as soon as it passes ``max_bytes`` or ``budget`` runs out.
+
+    Chunks are charged to ``budget`` as they arrive; if the read fails for any
+    reason (including cancellation), what it charged is refunded.
+    """
     declared = response.content_length
     if declared is not None and declared > max_bytes:
         response.close()
@@ -318,10 +356,17 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> byte
             limit=max_bytes,
         )
     body = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > max_bytes:
-            # Close instead of draining: the rest may be endless.
-            response.close()
-            raise PayloadTooLarge(f"response is larger than {max_bytes} bytes", limit=max_bytes)
+    try:
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            if budget is not None:
+                budget.charge(len(chunk))
+            body += chunk
+            if len(body) > max_bytes:
+                raise PayloadTooLarge(f"response is larger than {max_bytes} bytes", limit=max_bytes)
+    except BaseException:
+        # Close instead of draining: the rest may be endless.
+        response.close()
+        if budget is not None:
+            budget.refund(len(body))
+        raise
     return bytes(body)
