@@ -55,10 +55,17 @@ class CorruptImage(InvalidImage):
 
 
 class ImageTooLarge(InvalidImage):
-    """Pixel count above the configured cap (checked from the header)."""
+    """Pixel count, or the memory decoding would take, above its cap (checked from the header)."""
 
     code = "image_too_large"
     status = 413
+
+
+class ImageTooComplex(InvalidImage):
+    """Decoding would take more passes than allowed (a JPEG with too many scans), from the header."""
+
+    code = "image_too_complex"
+    status = 422
 
 
 # --- requests ----------------------------------------------------------------
