@@ -48,6 +48,10 @@ class Config:
     cors_allow_origin: str = "*"
     # storage
     presign_ttl: int = 300
+    # A local folder to keep objects in instead of the S3 bucket (only `pictrace serve`
+    # sets it), and the URL of the endpoint that serves its presigned URLs.
+    store_dir: str = ""
+    store_url: str = ""
     pack_grace_seconds: int = 300
     list_page_max: int = 1000
     # looks-like model: "" means the file the build writes inside the package

@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 import boto3
 import botocore.config
 
+from pictrace.adapters.folder_store import FolderStore
 from pictrace.adapters.invoke import ClientsByTimeout, LambdaInvoker
 from pictrace.adapters.s3 import S3Store
 from pictrace.catalog.batch import ShardCache
@@ -26,7 +27,7 @@ from pictrace.config import Config
 @dataclass(frozen=True)
 class Services:
     config: Config
-    store: S3Store
+    store: S3Store | FolderStore
     catalog: Catalog
     invoker: LambdaInvoker
     cache: ShardCache
@@ -35,10 +36,7 @@ class Services:
 def build(config: Config) -> Services:
     if not config.bucket:
         raise RuntimeError("BUCKET_NAME is not set")
-    s3 = boto3.client(
-        "s3", config=botocore.config.Config(max_pool_connections=64, signature_version="s3v4")
-    )
-    store = S3Store(s3, config.bucket)
+    store = _store(config)
     clients = ClientsByTimeout(lambda cfg: boto3.client("lambda", config=cfg), config.score_timeout)
     invoker = LambdaInvoker(
         clients,
@@ -50,6 +48,16 @@ def build(config: Config) -> Services:
         time_left=time_left,
     )
     return Services(config, store, Catalog(store, config), invoker, ShardCache())
+
+
+def _store(config: Config) -> S3Store | FolderStore:
+    """The bucket, or the local folder that stands in for it (``PICTRACE_STORE_DIR``)."""
+    if config.store_dir:
+        return FolderStore(config.store_dir, config.store_url)
+    s3 = boto3.client(
+        "s3", config=botocore.config.Config(max_pool_connections=64, signature_version="s3v4")
+    )
+    return S3Store(s3, config.bucket)
 
 
 @lru_cache(maxsize=1)
