@@ -86,11 +86,13 @@ class Catalog:
             raise PayloadTooLarge(
                 f"image is {len(data)} bytes; the limit is {self.config.max_image_bytes}"
             )
-        info = probe(data)
-        features = extract_features(data, max_pixels=self.config.max_pixels)
-        existing = self._readable(features.sha256)
+        # Known bytes are answered from their record: decoding them again
+        # would only rebuild the same features.
+        existing = self._readable(sha256(data))
         if existing is not None:
             return Added(existing, created=False)
+        info = probe(data)
+        features = extract_features(data, max_pixels=self.config.max_pixels)
         record = ImageRecord(
             id=features.sha256,
             key=key or layout.original_key(features.sha256, EXTENSIONS[info.format]),
