@@ -1,9 +1,11 @@
 """The ``pictrace`` command line: a thin layer over :mod:`pictrace.client`.
 
 Commands: ``serve`` (the local stack, with a demo catalog), ``add``,
-``search``, ``list``, ``get`` and ``delete``.  They talk to the API at
-``--api`` (else ``PICTRACE_API_URL``, else http://127.0.0.1:8080), sending
-``PICTRACE_API_KEY`` as ``X-Api-Key`` when it is set.
+``search``, ``similar``, ``compare``, ``list``, ``get`` and ``delete``.  They
+talk to the API at ``--api`` (before or after the command; else
+``PICTRACE_API_URL``, else http://127.0.0.1:8080), sending
+``PICTRACE_API_KEY`` as ``X-Api-Key`` when it is set.  Output cut short by
+its reader (``pictrace list --json | head``) ends the command quietly.
 
 Every failure is one line on stderr, ``pictrace: error: <message>``, and an
 exit code:
@@ -19,14 +21,27 @@ and 130 when interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 import textwrap
 import time
 from typing import Callable, Sequence, TextIO, TypeVar
 
 from pictrace import __version__
-from pictrace.client import DEFAULT_URL, ApiError, Client, ClientError, Outcome, Unreachable, add_all, expand, source
+from pictrace.client import (
+    DEFAULT_URL,
+    ApiError,
+    Client,
+    ClientError,
+    Outcome,
+    Unreachable,
+    add_all,
+    expand,
+    image_ref,
+    source,
+)
 
 T = TypeVar("T")
 OK, FAILED, USAGE, UNREACHABLE = 0, 1, 2, 3
@@ -68,20 +83,52 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], right: froze
 
 
 def results_table(answer: dict) -> str:
-    """The ``results`` of a ``POST /search`` answer as a table, best first."""
+    """The ``results`` of a search answer as a table, best first.
+
+    Links are left out (presigned URLs are hundreds of characters long);
+    ``--json`` has them.
+    """
     rows = [
         [
             r["rank"],
             f"{r['score']:.3f}",
             *(f"{r['scores'].get(s, 0.0):.3f}" for s in ("ssim", "orb", "hist")),
             r.get("transform", ""),
-            r.get("name") or r["id"][:12],
-            r.get("image_url", ""),
+            short_id(r["id"]),
+            r.get("name") or "-",
         ]
         for r in answer.get("results", [])
     ]
-    headers = ("rank", "score", "ssim", "orb", "hist", "transform", "name/id", "url")
+    headers = ("rank", "score", "ssim", "orb", "hist", "transform", "id", "name")
     return table(headers, rows, right=frozenset(range(5)))
+
+
+def short_id(image_id: str) -> str:
+    """The first 12 hex digits of an id: enough to tell images apart, short enough to read."""
+    return image_id[:12]
+
+
+def no_match(answer: dict) -> str:
+    """Why a search answered with no results, in one line."""
+    if not answer.get("counts", {}).get("candidates"):
+        return "no similar image: the catalog is empty"
+    threshold = answer.get("min_score") or 0
+    return f"no similar image (none scores at least {threshold:g})" if threshold else "no similar image"
+
+
+def comparison_text(answer: dict) -> str:
+    """A ``POST /compare`` answer as a few aligned lines."""
+    s, kp = answer["scores"], answer["keypoints"]
+    mirrored = " (a's mirror image)" if kp.get("mirrored") else ""
+    lines = [
+        ("score", f"{answer['score']:.3f}"),
+        ("ssim", f"{s['ssim']:.3f}"),
+        ("orb", f"{s['orb']:.3f}"),
+        ("hist", f"{s['hist']:.3f}"),
+        ("transform", answer["transform"]),
+        ("keypoints", f"{kp['count']} matched{mirrored}"),
+    ]
+    return "\n".join(f"{k.ljust(9)}  {v}" for k, v in lines)
 
 
 def records_table(records: Sequence[dict]) -> str:
@@ -122,13 +169,34 @@ class Progress:
 
 
 def add_summary(outcomes: Sequence[Outcome]) -> tuple[str, int]:
-    """The summary ``add`` prints (counts, then one line per failure) and how many failed."""
+    """What ``add`` prints and how many items failed.
+
+    One line per image, ``added <id>  <name>`` or ``duplicate <id>  <name>``
+    with the full id (for ``similar``, ``get`` or ``delete``), then the
+    counts, then one line per failure.
+    """
+    lines = [
+        f"{kind} {r['id']}  {r.get('name') or r.get('image_url') or ''}".rstrip()
+        for o in outcomes
+        for kind, records in (("added", o.added), ("duplicate", o.duplicates))
+        for r in records
+    ]
     added = sum(len(o.added) for o in outcomes)
     duplicates = sum(len(o.duplicates) for o in outcomes)
     failures = [(what or o.source.label, why) for o in outcomes for what, why in o.failed]
-    lines = [f"added {added}, duplicates {duplicates}, failed {len(failures)}"]
+    lines.append(f"added {added}, duplicates {duplicates}, failed {len(failures)}")
     lines += [f"  failed {what}: {why}" for what, why in failures]
     return "\n".join(lines), len(failures)
+
+
+def add_json(outcomes: Sequence[Outcome]) -> dict:
+    """What ``add --json`` prints: the records added and already there, and the failures."""
+    return {
+        "ids": [r["id"] for o in outcomes for r in o.added],
+        "added": [r for o in outcomes for r in o.added],
+        "duplicates": [r for o in outcomes for r in o.duplicates],
+        "failed": [{"source": what or o.source.label, "reason": why} for o in outcomes for what, why in o.failed],
+    }
 
 
 # --- commands ------------------------------------------------------------------
@@ -167,17 +235,30 @@ def cmd_add(args: argparse.Namespace) -> int:
     outcomes = add_all(client(args), sources, jobs=args.jobs, on_done=lambda o: progress.step(o.source.label))
     progress.close()
     summary, failed = add_summary(outcomes)
-    print(summary)
+    if args.json:
+        dump(add_json(outcomes))
+    else:
+        print(summary)
     return FAILED if failed else OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     query = _given(lambda: source(args.image))
-    answer = client(args).search(query, k=args.k, ranking=args.ranking)
-    if args.json:
+    answer = client(args).search(query, k=args.k, ranking=args.ranking, min_score=args.min_score)
+    return show_results(answer, args.json)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    answer = client(args).similar(args.id, k=args.k, ranking=args.ranking, min_score=args.min_score)
+    return show_results(answer, args.json)
+
+
+def show_results(answer: dict, as_json: bool) -> int:
+    """Print a search answer: its JSON, or the table (or why there is none) and a summary on stderr."""
+    if as_json:
         dump(answer)
         return OK
-    print(results_table(answer) if answer["results"] else "no matches (is the catalog empty?)")
+    print(results_table(answer) if answer["results"] else no_match(answer))
     counts = answer["counts"]
     batches = counts["batches"]
     note(
@@ -186,6 +267,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
     if answer.get("partial"):
         note(f"pictrace: warning: {counts['failed_batches']} scoring batches failed; the results are partial")
+    return OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    a, b = _given(lambda: (image_ref(args.a), image_ref(args.b)))
+    answer = client(args).compare(a, b, ranking=args.ranking)
+    if args.json:
+        dump(answer)
+    else:
+        print(comparison_text(answer))
     return OK
 
 
@@ -258,6 +349,7 @@ def _command(subs, name: str, run: Callable, summary: str, example: str) -> argp
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub.set_defaults(run=run)
+    global_options(sub, argparse.SUPPRESS)
     return sub
 
 
@@ -268,6 +360,41 @@ def positive(text: str) -> int:
     return value
 
 
+def score(text: str) -> float:
+    """A score threshold: a plain number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
+
+
+def global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    """Options every command takes, before or after its name.
+
+    The copy on each command defaults to SUPPRESS, so leaving it out there
+    keeps what was given before the command.
+    """
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        default=default,
+        help=f"the API's base URL (default: $PICTRACE_API_URL or {DEFAULT_URL}); "
+        "$PICTRACE_API_KEY is sent as X-Api-Key",
+    )
+
+
+def search_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("-k", type=positive, help="how many results (the API's default is 5)")
+    sub.add_argument(
+        "--min-score", type=score, metavar="S", help="leave out results scoring below S, from 0 to 1 (default: none)"
+    )
+    sub.add_argument("--ranking", choices=("default", "seed"), help="ranking to use (default: default)")
+    sub.add_argument("--json", action="store_true", help="print the API's JSON answer (with the images' URLs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="pictrace",
@@ -276,12 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pictrace {__version__}")
-    parser.add_argument(
-        "--api",
-        metavar="URL",
-        help=f"the API's base URL (default: $PICTRACE_API_URL or {DEFAULT_URL}); "
-        "$PICTRACE_API_KEY is sent as X-Api-Key",
-    )
+    global_options(parser, None)
     subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
     serve = _command(
@@ -308,16 +430,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add.add_argument("items", nargs="+", metavar="PATH|DIR|URL")
     add.add_argument("-j", "--jobs", type=positive, default=4, help="concurrent uploads (default: %(default)s)")
+    add.add_argument("--json", action="store_true", help="print the added records, duplicates and failures as JSON")
 
     search = _command(
         subs, "search", cmd_search,
         "Find the catalog images most similar to an image file, '-' (stdin) or a URL.",
-        "pictrace search photo.jpg -k 10\npictrace search https://example.com/photo.jpg --json",
+        "pictrace search photo.jpg -k 10 --min-score 0.5\npictrace search https://example.com/photo.jpg --json",
     )
     search.add_argument("image", metavar="PATH|URL")
-    search.add_argument("-k", type=int, help="how many results (the API's default is 5)")
-    search.add_argument("--ranking", choices=("default", "seed"), help="ranking to use (default: default)")
-    search.add_argument("--json", action="store_true", help="print the API's JSON answer")
+    search_options(search)
+
+    similar = _command(
+        subs, "similar", cmd_similar,
+        "Find the catalog images most like one already in it (the image itself is left out).",
+        "pictrace similar 3f5a...e9 -k 10 --min-score 0.4",
+    )
+    similar.add_argument("id", metavar="ID")
+    search_options(similar)
+
+    compare = _command(
+        subs, "compare", cmd_compare,
+        "Compare two images (files, URLs or catalog ids): the three signals, the score, "
+        "the transform from B to A and the matched keypoints.",
+        "pictrace compare copy.jpg original.jpg\npictrace compare https://example.com/a.jpg 3f5a...e9 --json",
+    )
+    compare.add_argument("a", metavar="A")
+    compare.add_argument("b", metavar="B")
+    compare.add_argument("--ranking", choices=("default", "seed"), help="ranking to score with (default: default)")
+    compare.add_argument("--json", action="store_true", help="print the API's JSON answer (with every shown pair)")
 
     lister = _command(
         subs, "list", cmd_list, "List catalog images, in id order.", "pictrace list --limit 20\npictrace list --all --json"
@@ -342,7 +482,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # The reader has what it wanted (``| head``); say nothing more, write nothing more.
+        _silence_stdout()
+        return OK
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else (OK if exc.code is None else USAGE)
     except CliError as exc:
@@ -361,3 +507,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a file (a test's capture): nothing will flush it

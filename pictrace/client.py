@@ -84,6 +84,7 @@ class Source:
     path: Path | None = None
     data: bytes | None = None
     url: str = ""
+    image_id: str = ""  # a catalog image (only where a command takes one: compare)
 
     @property
     def name(self) -> str:
@@ -118,6 +119,18 @@ def source(arg: str) -> Source:
     return Source(arg, path=path)
 
 
+def is_image_id(text: str) -> bool:
+    """Whether ``text`` is a catalog image id: 64 lower-case hex digits (its sha256)."""
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def image_ref(arg: str) -> Source:
+    """Like :func:`source`, and an image id names a catalog image (a file of that name wins)."""
+    if is_image_id(arg) and not Path(arg).exists():
+        return Source(arg, image_id=arg)
+    return source(arg)
+
+
 def expand(args: Iterable[str]) -> list[Source]:
     """Sources for ``add``: URLs and files as given, directories walked for image files.
 
@@ -139,7 +152,7 @@ def expand(args: Iterable[str]) -> list[Source]:
 def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
     """A multipart/form-data body with ``data`` as its ``file`` field; returns (body, Content-Type)."""
     boundary = uuid.uuid4().hex
-    safe = filename.replace("\\", "_").replace('"', "_").replace("\r", "").replace("\n", "")
+    safe = _safe_filename(filename)
     ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     head = (
         f"--{boundary}\r\n"
@@ -147,6 +160,33 @@ def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
         f"Content-Type: {ctype}\r\n\r\n"
     ).encode("utf-8")
     return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def form(fields: dict[str, tuple[bytes, str] | str]) -> tuple[bytes, str]:
+    """A multipart/form-data body: ``(bytes, filename)`` values are files, strings plain fields."""
+    boundary = uuid.uuid4().hex
+    out = b""
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            data, filename = value
+            safe = _safe_filename(filename)
+            ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+            head = f'Content-Disposition: form-data; name="{name}"; filename="{safe}"\r\nContent-Type: {ctype}'
+            out += f"--{boundary}\r\n{head}\r\n\r\n".encode("utf-8") + data + b"\r\n"
+        else:
+            out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode("utf-8")
+    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def _safe_filename(filename: str) -> str:
+    return filename.replace("\\", "_").replace('"', "_").replace("\r", "").replace("\n", "")
+
+
+def _side_json(text: str) -> dict:
+    """A comparison side named by text, as ``POST /compare``'s JSON takes it."""
+    if is_url(text):
+        return {"url": text}
+    return {"id": text} if is_image_id(text) else {"s3_key": text}
 
 
 class Client:
@@ -215,7 +255,8 @@ class Client:
             return {"url": src.url}, None
         data = src.read()
         if len(data) > self.direct_limit:
-            return {"s3_key": self.upload(data, mimetypes.guess_type(src.name)[0] or "image/jpeg")}, None
+            key = self.upload(data, mimetypes.guess_type(src.name)[0] or "image/jpeg")
+            return ({"s3_key": key, "name": src.name} if src.name else {"s3_key": key}), None
         return multipart(data, src.name or "image")
 
     def upload(self, data: bytes, content_type: str = "image/jpeg") -> str:
@@ -240,9 +281,46 @@ class Client:
     def health(self) -> dict:
         return self.call("GET", "/health")
 
-    def search(self, src: Source, *, k: int | None = None, ranking: str | None = None) -> dict:
+    def search(
+        self, src: Source, *, k: int | None = None, ranking: str | None = None, min_score: float | None = None
+    ) -> dict:
+        """``POST /search``: the catalog images most similar to ``src``, none below ``min_score``."""
         body, ctype = self.image_body(src)
-        return self.call("POST", "/search", body=body, ctype=ctype, query={"k": k, "ranking": ranking})
+        query = {"k": k, "ranking": ranking, "min_score": min_score}
+        return self.call("POST", "/search", body=body, ctype=ctype, query=query)
+
+    def similar(
+        self, image_id: str, *, k: int | None = None, ranking: str | None = None, min_score: float | None = None
+    ) -> dict:
+        """``GET /images/{id}/similar``: the images most like a catalog image, which is left out."""
+        query = {"k": k, "ranking": ranking, "min_score": min_score}
+        return self.call("GET", f"/images/{urllib.parse.quote(image_id, safe='')}/similar", query=query)
+
+    def compare(self, a: Source, b: Source, *, ranking: str | None = None) -> dict:
+        """``POST /compare``: the signals, score, transform and matched keypoints of two images.
+
+        Small files travel in a multipart body; URLs, ids and files above
+        :attr:`direct_limit` (uploaded first) are named in it as text.
+        """
+        fields: dict[str, tuple[bytes, str] | str] = {}
+        for name, src in (("a", a), ("b", b)):
+            side = self._side(src)
+            fields[name] = (side, src.name or f"{name}.jpg") if isinstance(side, bytes) else side
+        query = {"ranking": ranking}
+        if any(isinstance(v, tuple) for v in fields.values()):
+            body, ctype = form(fields)
+            return self.call("POST", "/compare", body=body, ctype=ctype, query=query)
+        named = {n: _side_json(v) for n, v in fields.items() if isinstance(v, str)}
+        return self.call("POST", "/compare", body=named, query=query)
+
+    def _side(self, src: Source) -> bytes | str:
+        """One side of a comparison: the file's bytes, or the text that names the image."""
+        if src.image_id or src.url:
+            return src.image_id or src.url
+        data = src.read()
+        if len(data) > self.direct_limit:
+            return self.upload(data, mimetypes.guess_type(src.name)[0] or "image/jpeg")
+        return data
 
     def add(self, src: Source) -> dict:
         body, ctype = self.image_body(src)

@@ -29,14 +29,20 @@ def test_add_a_directory_counts_added_duplicates_and_failures(pictrace, tmp_path
     (photos / "notes.txt").write_text("not an image, and not named like one")
 
     first = pictrace("add", str(coffee))
-    assert first.code == 0 and first.out.splitlines() == ["added 1, duplicates 0, failed 0"]
+    coffee_id = hashlib.sha256(coffee.read_bytes()).hexdigest()
+    assert first.code == 0
+    assert first.out.splitlines() == [f"added {coffee_id}  coffee.jpg", "added 1, duplicates 0, failed 0"]
 
     result = pictrace("add", str(photos))
     assert result.code == 1
     lines = result.out.splitlines()
-    assert lines[0] == "added 2, duplicates 1, failed 1"
-    assert len(lines) == 2
-    assert re.fullmatch(rf"  failed {re.escape(str(photos / 'broken.jpg'))}: corrupt_image: .+", lines[1])
+    assert len(lines) == 5
+    assert sorted(line.split()[0] for line in lines[:3]) == ["added", "added", "duplicate"]
+    assert f"duplicate {coffee_id}  coffee.jpg" in lines[:3]
+    assert lines[3] == "added 2, duplicates 1, failed 1"
+    assert re.fullmatch(rf"  failed {re.escape(str(photos / 'broken.jpg'))}: corrupt_image: .+", lines[4])
+    names = {line.split()[2]: line.split()[1] for line in lines[:3]}
+    assert names == {n: i for n, i in ids_by_name(pictrace).items()}
     assert result.err == ""  # stderr is not a terminal: no progress bar
     assert set(ids_by_name(pictrace)) == {"coffee.jpg", "chelsea.png", "astronaut.jpg"}
     assert empty_catalog.count() == 3
@@ -49,8 +55,9 @@ def test_add_names_each_file_and_mixes_files_and_urls(pictrace, tmp_path, empty_
     result = pictrace("add", str(coins), url)
     assert result.code == 1
     lines = result.out.splitlines()
-    assert lines[0] == "added 1, duplicates 0, failed 1"
-    assert lines[1].startswith(f"  failed {url}: blocked_url: ")
+    assert re.fullmatch(r"added [0-9a-f]{64}  coins\.png", lines[0])
+    assert lines[1] == "added 1, duplicates 0, failed 1"
+    assert lines[2].startswith(f"  failed {url}: blocked_url: ")
     assert list(ids_by_name(pictrace)) == ["coins.png"]
 
 
@@ -69,11 +76,12 @@ def test_search_prints_a_table_with_the_right_image_first(pictrace, tmp_path, em
     result = pictrace("search", str(query), "-k", "3")
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
-    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "name/id", "url"]
+    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "id", "name"]
     assert len(rows) == 3
     first = rows[0].split()
-    assert first[0] == "1" and first[5] == "mirror" and first[6] == "rocket.jpg"
-    assert first[7].startswith("http://127.0.0.1:")
+    assert first[0] == "1" and first[5] == "mirror" and first[7] == "rocket.jpg"
+    assert ids_by_name(pictrace)["rocket.jpg"].startswith(first[6]) and len(first[6]) == 12
+    assert "http" not in result.out and max(len(line) for line in result.out.splitlines()) < 100
     scores = [float(r.split()[1]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert "of 4 images scored" in result.err
@@ -138,11 +146,14 @@ def test_list_get_and_delete(pictrace, tmp_path, empty_catalog):
     assert again.err.startswith(f"pictrace: error: {ids['coins.png']}: 404 not_found: ")
 
 
-def test_a_bad_k_is_the_api_message_on_one_line(pictrace, api, tmp_path, empty_catalog):
+def test_a_bad_k_is_a_usage_error_and_too_big_a_k_the_api_message(pictrace, api, tmp_path, empty_catalog):
     query = write_jpeg(tmp_path / "q.jpg", sample_bgr("coffee"))
     result = pictrace("search", str(query), "-k", "0")
+    assert result.code == 2 and result.out == ""
+    assert len(result.err_lines) == 1 and "-k" in result.err
+    result = pictrace("search", str(query), "-k", "51")
     assert result.code == 1 and result.out == ""
-    refused = api.post("/search?k=0", query.read_bytes(), "image/jpeg").body
+    refused = api.post("/search?k=51", query.read_bytes(), "image/jpeg").body
     assert result.err_lines == [f"pictrace: error: 400 {refused['error']}: {refused['message']}"]
 
 
@@ -182,9 +193,10 @@ def test_files_larger_than_a_request_go_through_a_presigned_upload(pictrace, api
     assert uploads() == before  # small files go in the request body
 
     result = pictrace("add", str(big))
-    assert result.code == 0 and result.out.splitlines() == ["added 1, duplicates 0, failed 0"]
-    assert uploads() == sorted(before + [size])
     image_id = hashlib.sha256(big.read_bytes()).hexdigest()
+    assert result.code == 0
+    assert result.out.splitlines() == [f"added {image_id}  noise.png", "added 1, duplicates 0, failed 0"]
+    assert uploads() == sorted(before + [size])
     record = json.loads(pictrace("get", image_id, "--json").out)
     assert record["bytes"] == size and (record["width"], record["height"]) == (1500, 1500)
 

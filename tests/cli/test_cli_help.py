@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import pictrace.cli as cli
-from pictrace.cli import Progress, build_parser, results_table, table
+from pictrace.cli import Progress, build_parser, no_match, results_table, table
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def commands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_the_commands_are_the_documented_ones():
-    assert set(commands()) == {"serve", "add", "search", "list", "get", "delete"}
+    assert set(commands()) == {"serve", "add", "search", "similar", "compare", "list", "get", "delete"}
 
 
 @pytest.mark.parametrize("name", sorted(commands()))
@@ -59,6 +59,13 @@ def test_top_level_help_lists_commands_and_exit_codes(run):
         ["search"],
         ["search", "x.jpg", "-k", "many"],
         ["search", "x.jpg", "--ranking", "best"],
+        ["search", "x.jpg", "-k", "0"],
+        ["search", "x.jpg", "--min-score", "1.5"],
+        ["search", "x.jpg", "--min-score", "nan"],
+        ["similar"],
+        ["similar", "ab" * 32, "-k", "-1"],
+        ["compare", "x.jpg"],
+        ["search", "x.jpg", "--api"],
         ["add"],
         ["add", "-j", "0", "x.jpg"],
         ["list", "--limit", "0"],
@@ -125,13 +132,46 @@ def test_table_aligns_columns():
     assert text.splitlines() == ["  n  name", "  1  a", "100  bb"]
 
 
-def test_results_table_falls_back_to_the_id_without_a_name():
+def test_results_table_shows_a_short_id_and_the_name_but_no_url():
+    url = "http://127.0.0.1:1/bucket/catalog/" + "ab" * 32 + "?X-Amz-Signature=" + "f" * 300
     answer = {
         "results": [
-            {"rank": 1, "id": "ab" * 32, "name": "", "image_url": "http://x/1", "score": 0.5,
+            {"rank": 1, "id": "ab" * 32, "name": "", "image_url": url, "stored_url": url, "score": 0.5,
              "scores": {"ssim": 0.25, "orb": 0.5, "hist": 0.75}, "transform": "mirror"},
+            {"rank": 2, "id": "cd" * 32, "name": "my cat.jpg", "image_url": url, "score": 0.25,
+             "scores": {"ssim": 0.25, "orb": 0.25, "hist": 0.25}, "transform": "mirror+rot90"},
         ]
     }
-    header, row = results_table(answer).splitlines()
-    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "name/id", "url"]
-    assert row.split() == ["1", "0.500", "0.250", "0.500", "0.750", "mirror", "ab" * 6, "http://x/1"]
+    text = results_table(answer)
+    header, first, second = text.splitlines()
+    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "id", "name"]
+    assert first.split() == ["1", "0.500", "0.250", "0.500", "0.750", "mirror", "ab" * 6, "-"]
+    assert second.split()[6:] == ["cd" * 6, "my", "cat.jpg"]
+    assert "http" not in text and max(map(len, text.splitlines())) < 100
+
+
+def test_no_match_says_why():
+    assert no_match({"counts": {"candidates": 0}, "min_score": 0.5}) == "no similar image: the catalog is empty"
+    assert no_match({"counts": {"candidates": 9}, "min_score": 0.5}) == "no similar image (none scores at least 0.5)"
+    assert no_match({"counts": {"candidates": 9}, "min_score": 0}) == "no similar image"
+
+
+def test_the_api_option_works_before_and_after_the_command():
+    parser = build_parser()
+    assert parser.parse_args(["--api", "http://a", "list"]).api == "http://a"
+    assert parser.parse_args(["list", "--api", "http://b"]).api == "http://b"
+    assert parser.parse_args(["search", "q.jpg", "--api", "http://c", "-k", "3"]).api == "http://c"
+    assert parser.parse_args(["list"]).api is None
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    # The reader end is closed before the command starts, so its first write fails.
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pictrace", "search", "--help"], stdout=write, stderr=subprocess.PIPE, env=env, timeout=60
+    )
+    os.close(write)
+    assert done.stderr == b""
+    assert done.returncode == 0
