@@ -94,12 +94,12 @@ def results_table(answer: dict) -> str:
             f"{r['score']:.3f}",
             *(f"{r['scores'].get(s, 0.0):.3f}" for s in ("ssim", "orb", "hist")),
             r.get("transform", ""),
-            short_id(r["id"]),
             r.get("name") or "-",
+            short_id(r["id"]),
         ]
         for r in answer.get("results", [])
     ]
-    headers = ("rank", "score", "ssim", "orb", "hist", "transform", "id", "name")
+    headers = ("rank", "score", "ssim", "orb", "hist", "transform", "name", "id")
     return table(headers, rows, right=frozenset(range(5)))
 
 
@@ -213,10 +213,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         missing = exc.name or "a module"
         raise CliError(f"`pictrace serve` needs the local extras ({missing} is missing): pip install 'pictrace[local]'")
     try:
-        options = {"api_key": args.api_key, "allow_private_urls": args.allow_private_urls}
+        data = None if args.ephemeral else str(args.data or serve.default_data_dir())
+        options = {"api_key": args.api_key, "allow_private_urls": args.allow_private_urls, "data_dir": data, "workers": args.workers}
         with serve.running(args.host, args.port, **options) as stack:
+            note(f"catalog kept in {data}" if data else "catalog kept in memory (--ephemeral)")
             if args.demo:
-                answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note)
+                answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note, seed=stack.fresh)
                 if answer is not None:
                     print(results_table(answer), flush=True)
             print(f"web page: {stack.api_url}/", flush=True)
@@ -422,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--api-key", metavar="KEY", help="require this X-Api-Key on every request")
     serve.add_argument("--once", action="store_true", help="start, seed, run the demo search, print it and exit")
+    where = serve.add_mutually_exclusive_group()
+    where.add_argument(
+        "--data", metavar="DIR", help="keep the catalog in DIR (default: $XDG_DATA_HOME/pictrace, else ~/.local/share/pictrace)"
+    )
+    where.add_argument("--ephemeral", action="store_true", help="keep the catalog in memory: it is gone when serve stops")
+    serve.add_argument(
+        "--workers", type=positive, default=4, help="API requests served at once, each in its own process (default: %(default)s)"
+    )
 
     add = _command(
         subs, "add", cmd_add,

@@ -76,11 +76,11 @@ def test_search_prints_a_table_with_the_right_image_first(pictrace, tmp_path, em
     result = pictrace("search", str(query), "-k", "3")
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
-    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "id", "name"]
+    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "name", "id"]
     assert len(rows) == 3
     first = rows[0].split()
-    assert first[0] == "1" and first[5] == "mirror" and first[7] == "rocket.jpg"
-    assert ids_by_name(pictrace)["rocket.jpg"].startswith(first[6]) and len(first[6]) == 12
+    assert first[0] == "1" and first[5] == "mirror" and first[6] == "rocket.jpg"
+    assert ids_by_name(pictrace)["rocket.jpg"].startswith(first[7]) and len(first[7]) == 12
     assert "http" not in result.out and max(len(line) for line in result.out.splitlines()) < 100
     scores = [float(r.split()[1]) for r in rows]
     assert scores == sorted(scores, reverse=True)
