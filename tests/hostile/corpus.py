@@ -401,3 +401,48 @@ def variants(count: int, seed: int = 0, low: int = 96, high: int = 160, min_keyp
     if len(out) < count:
         raise ValueError(f"only {len(out)} of {count} images passed the texture checks")
     return out
+
+
+# --- pages, URLs and multipart names for request-level cases ---------------------------------
+
+
+def distinct_pngs(count: int, width: int = 64, height: int = 48) -> list[bytes]:
+    """``count`` small PNGs with different bytes: each a different photograph, or a shifted copy."""
+    out = []
+    for i in range(count):
+        img = photo(PHOTOS[i % len(PHOTOS)], width, height)
+        out.append(png(np.roll(img, i // len(PHOTOS), axis=1)))
+    return out
+
+
+def gallery_page(srcs: list[str], extra: str = "") -> bytes:
+    """An HTML page showing ``srcs`` as ``<img>`` elements, after ``extra`` markup."""
+    imgs = "".join(f'<img src="{src}" width="64" height="48">' for src in srcs)
+    return f"<!doctype html><html><body>{extra}{imgs}</body></html>".encode()
+
+
+def rfc2231_disposition(filename: str, charset: str = "UTF-8", fallback: str | None = None) -> str:
+    """A multipart ``file`` part's Content-Disposition naming ``filename`` with RFC 2231 ``filename*``."""
+    from urllib.parse import quote
+
+    encoded = quote(filename.encode(charset), safe="")
+    plain = f'; filename="{fallback}"' if fallback is not None else ""
+    return f"form-data; name=\"file\"{plain}; filename*={charset}''{encoded}"
+
+
+# Cloud metadata endpoints, spelt as a URL may spell them; refused even with private URLs allowed.
+METADATA_URLS = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://169.254.170.2/v2/credentials",
+    "http://[fd00:ec2::254]/latest/meta-data/",
+    "http://[fd00:ec2::23]/",
+    "http://[::ffff:169.254.169.254]/latest/meta-data/",
+    "http://[::ffff:a9fe:a9fe]/",
+    "http://[::ffff:a9fe:aa02]/v2/credentials",
+    "http://[::169.254.169.254]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://2852039166/latest/meta-data/",
+    "http://0xa9fea9fe/",
+    "http://0251.0376.0251.0376/",
+    "http://169.254.43518/",
+]
