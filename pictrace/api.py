@@ -4,21 +4,36 @@
 >>> index = LocalIndex.from_folder("photos/")          # doctest: +SKIP
 >>> for hit in index.search(open("query.jpg", "rb").read(), k=3):  # doctest: +SKIP
 ...     print(hit.meta["name"], round(hit.score, 3), hit.scores)
+>>> index.save("photos.index")                           # doctest: +SKIP
+>>> index = LocalIndex.load("photos.index")              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from pictrace.core import compact
+from pictrace.core.candidates import DEFAULT_PER_SIGNAL, CandidateQuery, candidates
+from pictrace.core.candidates import shortlist as merge_shortlist
+from pictrace.core.detail_file import DetailFile
 from pictrace.core.features import ImageFeatures, extract_features
-from pictrace.core.merge import merge_topk
-from pictrace.core.scoring import DEFAULT_SHORTLIST, Match, Query, query_from_bytes, score_shard
-from pictrace.core.shard import Shard
+from pictrace.core.partition import MAX_ROWS, Partition
+from pictrace.core.rerank import Work, rerank
+from pictrace.core.scoring import Match, Query, query_from_bytes
+from pictrace.errors import CorruptShard
 
 __all__ = ["LocalIndex", "Match", "extract_features", "prepare_query", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+INDEX_FORMAT = "pictrace-local-index"
+INDEX_VERSION = 1
+_DETAILS = "details.bin"
+_TOC = "index.json"
 
 
 def prepare_query(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
@@ -26,40 +41,64 @@ def prepare_query(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
     return query_from_bytes(data, max_pixels=max_pixels)
 
 
-class LocalIndex:
-    """An in-memory catalog: add images, search them.
+def candidate_query(query: Query) -> CandidateQuery:
+    """The phase-1 side of a query."""
+    f = query.features
+    return CandidateQuery.of(f.thumb, compact.colour_counts(f), f.descriptors, query.mirror_descriptors)
 
-    Shards of ``shard_size`` images are scored one after the other and their
-    top-k merged, exactly as the serverless fan-out does with one Lambda
-    invocation per shard.
+
+class LocalIndex:
+    """A catalog on this machine: add images, search them, save and load it.
+
+    Searches run the same two phases as the serverless stack: every image's
+    compact row (under 1 KB, held in memory, in partitions of at most
+    ``partition_rows``) is scored by cheap signals, then the global
+    shortlist is reranked with the three signals.  Detail features (about
+    30-60 KB per image) stay on disk and are read for the shortlist only:
+    in a temporary file until :meth:`save`, then in the saved folder.
     """
 
-    def __init__(self, shard_size: int = 5000) -> None:
-        self.shard_size = shard_size
-        self._details: dict[str, ImageFeatures] = {}
+    def __init__(self, partition_rows: int = MAX_ROWS, *, shard_size: int | None = None) -> None:
+        rows = shard_size if shard_size is not None else partition_rows  # shard_size: the former name
+        if not 1 <= rows <= MAX_ROWS:
+            raise ValueError(f"partition_rows must be from 1 to {MAX_ROWS}")
+        self.partition_rows = rows
+        self._rows: dict[str, compact.IndexRow] = {}
         self._metas: dict[str, dict] = {}
-        self._shards: list[Shard] = []
+        self._spill = tempfile.TemporaryDirectory(prefix="pictrace-index-")
+        self._details = DetailFile(Path(self._spill.name) / _DETAILS)
+        self._partitions: list[Partition] = []
         self._dirty = True
+        self.last_work: Work | None = None
 
     def __len__(self) -> int:
-        return len(self._details)
+        return len(self._rows)
+
+    def __contains__(self, image_id: str) -> bool:
+        return image_id in self._rows
 
     def add(self, data: bytes, meta: dict | None = None) -> str:
         """Add image bytes; returns the image id (sha256 of the bytes)."""
         return self.add_features(extract_features(data), meta)
 
     def add_features(self, features: ImageFeatures, meta: dict | None = None) -> str:
-        if features.sha256 not in self._details:
-            self._details[features.sha256] = features
+        if features.sha256 not in self._rows:
+            self._details.append(features)
+            self._rows[features.sha256] = compact.index_row(features)
             self._metas[features.sha256] = dict(meta or {})
             self._dirty = True
         return features.sha256
 
     def remove(self, image_id: str) -> bool:
-        found = self._details.pop(image_id, None) is not None
+        found = self._rows.pop(image_id, None) is not None
         self._metas.pop(image_id, None)
+        self._details.discard(image_id)
         self._dirty = found or self._dirty
         return found
+
+    def meta(self, image_id: str) -> dict:
+        """The metadata an image was added with (KeyError if absent)."""
+        return dict(self._metas[image_id])
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs) -> "LocalIndex":
@@ -70,37 +109,38 @@ class LocalIndex:
                 index.add(path.read_bytes(), {"name": str(path)})
         return index
 
-    def shards(self) -> list[Shard]:
+    def partitions(self) -> list[Partition]:
+        """The phase-1 partitions, rebuilt after adds and removals."""
         if self._dirty:
-            ids = list(self._details)
-            self._shards = [
-                Shard.build((self._details[i], self._metas[i]) for i in ids[s : s + self.shard_size])
-                for s in range(0, len(ids), self.shard_size)
-            ]
+            rows = list(self._rows.values())
+            size = self.partition_rows
+            self._partitions = [Partition.build(rows[s : s + size]) for s in range(0, len(rows), size)]
             self._dirty = False
-        return self._shards
+        return self._partitions
 
     def search(
         self,
         query: bytes | Query,
         k: int = 5,
         ranking: str = "default",
-        shortlist: int = DEFAULT_SHORTLIST,
+        shortlist: int = DEFAULT_PER_SIGNAL,
         min_score: float = 0.0,
         exclude: Iterable[str] = (),
     ) -> list[Match]:
         """The ``k`` catalog images most similar to ``query``, best first.
 
-        Matches scoring below ``min_score`` are left out (the list may be
-        empty); ids in ``exclude`` are never returned.
+        ``shortlist`` is how many candidates each cheap signal sends to the
+        rerank.  Matches scoring below ``min_score`` are left out (the list
+        may be empty); ids in ``exclude`` are never returned.  What the
+        rerank did is left in :attr:`last_work`.
         """
         q = prepare_query(query) if isinstance(query, (bytes, bytearray)) else query
+        cq = candidate_query(q)
         skip = tuple(exclude)
-        batches = [
-            score_shard(q, shard, self._load, k=k, ranking=ranking, shortlist=shortlist, exclude=skip)
-            for shard in self.shards()
-        ]
-        return [m for m in merge_topk(batches, k) if m.score >= min_score]
+        found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, exclude=skip)]
+        short = merge_shortlist(found, shortlist)
+        matches, self.last_work = rerank(q, short, self._details.get_many(c.id for c in short), k=k, ranking=ranking)
+        return [dataclasses.replace(m, meta=dict(self._metas.get(m.id, {}))) for m in matches if m.score >= min_score]
 
     def similar(self, image_id: str, k: int = 5, min_score: float = 0.0, ranking: str = "default") -> list[Match]:
         """The ``k`` images most like the indexed image ``image_id``, which is not among them.
@@ -109,8 +149,104 @@ class LocalIndex:
         mirror image's keypoints, so a mirrored copy ranks by layout and colour
         more than by keypoints.  KeyError for an id not in the index.
         """
-        query = Query(features=self._details[image_id])
+        if image_id not in self._rows:
+            raise KeyError(image_id)
+        query = Query(features=self._details.get(image_id))
         return self.search(query, k=k, ranking=ranking, min_score=min_score, exclude=[image_id])
 
-    def _load(self, ids: Iterable[str]) -> dict[str, ImageFeatures]:
-        return {i: self._details[i] for i in ids}
+    def save(self, directory: str | Path) -> Path:
+        """Write the index to ``directory`` (created if needed); :meth:`load` reads it back.
+
+        The folder holds ``index.json`` (ids, metadata, where each image's
+        details are), ``details.bin`` and the phase-1 partitions.  The
+        table of contents is written last, by rename, so an interrupted save
+        never leaves a folder that loads as a different index.
+        """
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        details_tmp = folder / (_DETAILS + ".tmp")
+        toc = self._details.copy_to(details_tmp)
+        parts = []
+        for i, part in enumerate(self.partitions()):
+            name = f"partition-{i:05d}.npz"
+            (folder / name).write_bytes(part.to_bytes())
+            parts.append(name)
+        os.replace(details_tmp, folder / _DETAILS)
+        body = {
+            "format": INDEX_FORMAT,
+            "version": INDEX_VERSION,
+            "partition_rows": self.partition_rows,
+            "partitions": parts,
+            "images": [{"id": i, "meta": self._metas[i], "details": list(toc[i])} for i in self._rows],
+        }
+        tmp = folder / (_TOC + ".tmp")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, folder / _TOC)
+        return folder
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "LocalIndex":
+        """An index saved by :meth:`save`; detail features stay in that folder, read on demand.
+
+        Raises CorruptShard for a folder that is not a saved index, or one of
+        another version.  Later adds go to a temporary file; the folder is
+        never changed except by another :meth:`save`.
+        """
+        folder = Path(directory)
+        try:
+            body = json.loads((folder / _TOC).read_text())
+        except (OSError, ValueError) as exc:
+            raise CorruptShard(f"{folder} is not a saved PicTrace index: {exc}") from None
+        if not isinstance(body, dict) or body.get("format") != INDEX_FORMAT:
+            raise CorruptShard(f"{folder} is not a saved PicTrace index")
+        if body.get("version") != INDEX_VERSION:
+            raise CorruptShard(f"saved index version {body.get('version')!r} is not supported (expected {INDEX_VERSION})")
+        try:
+            index = cls(int(body["partition_rows"]))
+            entries = {str(e["id"]): (int(e["details"][0]), int(e["details"][1])) for e in body["images"]}
+            metas = {str(e["id"]): dict(e["meta"]) for e in body["images"]}
+            parts = [Partition.from_bytes((folder / str(name)).read_bytes()) for name in body["partitions"]]
+        except (KeyError, TypeError, ValueError, IndexError, OSError) as exc:
+            raise CorruptShard(f"{folder}: saved index is damaged: {exc}") from None
+        saved = DetailFile(folder / _DETAILS, entries, writable=False)
+        rows = {r.sha256: r for p in parts for r in p.rows()}
+        if set(rows) != set(entries):
+            raise CorruptShard(f"{folder}: partitions and table of contents disagree")
+        index._details = _Layered(saved, index._details)
+        index._rows = {i: rows[i] for i in entries}
+        index._metas = metas
+        index._partitions, index._dirty = parts, False
+        return index
+
+
+class _Layered:
+    """A read-only saved detail file with a writable one on top (adds after a load)."""
+
+    def __init__(self, saved: DetailFile, spill: DetailFile) -> None:
+        self.saved, self.spill = saved, spill
+
+    def append(self, features: ImageFeatures) -> None:
+        self.spill.append(features)
+
+    def discard(self, sha: str) -> bool:
+        return self.spill.discard(sha) or self.saved.discard(sha)
+
+    def get(self, sha: str) -> ImageFeatures:
+        return self.spill.get(sha) if sha in self.spill else self.saved.get(sha)
+
+    def get_many(self, ids: Iterable[str]) -> dict[str, ImageFeatures]:
+        out = {}
+        for sha in ids:
+            if sha in self.spill or sha in self.saved:
+                out[sha] = self.get(sha)
+        return out
+
+    def copy_to(self, path: str | Path) -> dict[str, tuple[int, int]]:
+        toc = self.saved.copy_to(path)
+        with open(path, "ab") as f:
+            base = f.tell()
+            for sha, (offset, length) in self.spill.entries.items():
+                toc[sha] = (base, length)
+                f.write(self.spill.raw(sha))
+                base += length
+        return toc

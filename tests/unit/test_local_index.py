@@ -55,3 +55,53 @@ def test_readme_python_example_runs(photos, monkeypatch, capsys):
     exec(compile(code, "README.md", "exec"), {})
     first = capsys.readouterr().out.splitlines()[0]
     assert "chelsea.jpg" in first and "mirror+rot180" in first
+
+
+def test_save_and_load_keep_the_index(photos, tmp_path):
+    index = LocalIndex.from_folder(photos)
+    q = jpeg(sample_bgr("coffee")[50:350, 100:500])
+    before = [(h.id, round(h.score, 9), h.meta) for h in index.search(q, k=3)]
+    index.save(tmp_path / "saved")
+    loaded = LocalIndex.load(tmp_path / "saved")
+    assert len(loaded) == 4
+    assert [(h.id, round(h.score, 9), h.meta) for h in loaded.search(q, k=3)] == before
+
+
+def test_a_loaded_index_takes_adds_and_removals_without_changing_its_folder(photos, tmp_path):
+    LocalIndex.from_folder(photos).save(tmp_path / "saved")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "saved").iterdir()}
+    loaded = LocalIndex.load(tmp_path / "saved")
+    extra = loaded.add(jpeg(sample_bgr("camera")), {"name": "camera"})
+    coffee = next(h.id for h in loaded.search((photos / "coffee.jpg").read_bytes(), k=1))
+    assert loaded.remove(coffee)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "saved").iterdir()} == files
+    assert loaded.search(jpeg(sample_bgr("camera")), k=1)[0].id == extra
+    loaded.save(tmp_path / "saved")
+    again = LocalIndex.load(tmp_path / "saved")
+    assert len(again) == 4 and extra in again and coffee not in again
+    assert again.search(jpeg(sample_bgr("camera")), k=1)[0].meta == {"name": "camera"}
+
+
+def test_detail_features_are_not_held_in_memory(photos):
+    index = LocalIndex.from_folder(photos)
+    held = sum(r.nbytes for r in index._rows.values())
+    on_disk = index._details.path.stat().st_size
+    assert held < 1024 * len(index) < on_disk
+
+
+@pytest.mark.parametrize("damage", ["missing", "not-json", "other-version", "truncated-details"])
+def test_loading_a_damaged_folder_is_a_clear_error(photos, tmp_path, damage):
+    from pictrace.errors import CorruptShard
+
+    folder = LocalIndex.from_folder(photos).save(tmp_path / "saved")
+    if damage == "missing":
+        folder = tmp_path / "nowhere"
+    elif damage == "not-json":
+        (folder / "index.json").write_text("{")
+    elif damage == "other-version":
+        (folder / "index.json").write_text('{"format": "pictrace-local-index", "version": 9}')
+    else:
+        data = (folder / "details.bin").read_bytes()
+        (folder / "details.bin").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptShard):
+        LocalIndex.load(folder)

@@ -1,0 +1,136 @@
+"""Phase 2 of a search: the three signals for the global shortlist, cheapest first.
+
+A candidate's score is the mean of ``ssim``, ``orb`` and ``hist``
+(:mod:`pictrace.core.scoring`).  ORB matching and the histogram cost about
+a third of the work; SSIM with crop and warp alignment the rest.  Since
+SSIM is at most 1, ``(1 + orb + hist) / 3`` bounds a candidate's score
+once its cheap signals are known.  The cascade therefore:
+
+1. computes ORB and histograms for every candidate;
+2. takes candidates by that bound, best first, and computes SSIM;
+3. stops when the k-th best exact score so far is at least the next bound:
+   no candidate left can enter the top k.
+
+The result equals scoring every candidate in full; :class:`Work` counts
+what the stop saved.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import os
+
+from pictrace.core import transforms
+from pictrace.core.align import dihedral_of
+from pictrace.core.candidates import Candidate
+from pictrace.core.features import ImageFeatures
+from pictrace.core.scoring import (
+    ORB_MIN_KEYPOINTS,
+    Match,
+    Query,
+    _match,
+    _seed_match,
+    aligned_ssim,
+    good_matches,
+    hist_similarity,
+    match_homography,
+    orb_share,
+    rank,
+)
+
+RANKINGS = ("default", "seed")
+_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="pictrace-rerank")
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a rerank did: candidates seen, and how many needed SSIM."""
+
+    candidates: int
+    full: int
+
+    def to_dict(self) -> dict:
+        return {"candidates": self.candidates, "full": self.full}
+
+
+@dataclass(frozen=True)
+class _Cheap:
+    candidate: Candidate
+    features: ImageFeatures
+    orb: float
+    hist: float
+    pairs: list
+    mirrored: bool
+
+    @property
+    def bound(self) -> float:
+        return (1.0 + self.orb + self.hist) / 3.0
+
+
+def rerank(
+    query: Query,
+    shortlist: Sequence[Candidate],
+    details: Mapping[str, ImageFeatures],
+    *,
+    k: int,
+    ranking: str = "default",
+    cascade: bool = True,
+) -> tuple[list[Match], Work]:
+    """The best ``k`` of ``shortlist`` by the three signals, and the work it took.
+
+    Candidates missing from ``details`` (deleted while the search ran) are
+    skipped.  ``seed`` scores every candidate with the original's exact
+    signals (FLANN matching, no alignment) and has no cascade;
+    ``cascade=False`` computes every signal of every candidate (for
+    measuring what the cascade saves; the ranking is the same).
+    """
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking must be one of {RANKINGS}")
+    work = [(c, details[c.id]) for c in shortlist if c.id in details]
+    if k <= 0 or not work:
+        return [], Work(len(work), 0)
+    if ranking == "seed":
+        return rank(_map(lambda item: _seed_match(query, item[1], {}), work), k), Work(len(work), len(work))
+    cheap = sorted(_map(lambda item: _cheap(query, *item), work), key=lambda c: (-c.bound, c.candidate.id))
+    best: list[Match] = []
+    full = 0
+    # SSIM runs in rounds as wide as the thread pool; the stop is checked between rounds.
+    step = max(1, _POOL._max_workers)
+    for start in range(0, len(cheap), step):
+        if cascade and len(best) >= k and best[k - 1].score >= cheap[start].bound:
+            break
+        round_ = cheap[start : start + step]
+        best = rank([*best, *_map(lambda c: _full(query, c), round_)], max(k, 1))
+        full += len(round_)
+    return best[:k], Work(len(work), full)
+
+
+def _cheap(query: Query, cand: Candidate, features: ImageFeatures) -> _Cheap:
+    # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
+    # The mirrored keypoints are tried only when phase 1 says the query is a
+    # mirror image of this candidate: matching costs most of this step.
+    mirrored = transforms.is_mirror(cand.orientation) and query.mirror_descriptors is not None
+    descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
+    pairs = good_matches(descriptors, features.descriptors)
+    orb = orb_share(len(pairs), len(descriptors), ORB_MIN_KEYPOINTS)
+    return _Cheap(cand, features, orb, hist_similarity(query, features), pairs, mirrored)
+
+
+def _full(query: Query, c: _Cheap) -> Match:
+    orientation = c.candidate.orientation
+    h = match_homography(query, c.features, c.pairs, c.mirrored)
+    if h is not None:
+        # Matched keypoints know the turn better than the coarse layout does.
+        orientation = transforms.inverse(dihedral_of(h, c.features.thumb.shape[0]))
+    s = aligned_ssim(query, orientation, c.features, h)
+    # The query was turned by ``orientation`` to line up with the candidate, so
+    # the edit that made the query from the candidate is its inverse.
+    return _match(c.features.sha256, s, c.orb, c.hist, transforms.name(transforms.inverse(orientation)), {})
+
+
+def _map(fn, items: list) -> list:
+    # OpenCV and numpy release the GIL, so candidates score in parallel threads.
+    return list(_POOL.map(fn, items)) if len(items) > 1 else [fn(i) for i in items]
