@@ -14,6 +14,15 @@ OpenCV also has its own pixel limit (environment variable
 ``OPENCV_IO_MAX_IMAGE_PIXELS``, 2**30 by default). It is not relied on, but a
 ``max_pixels`` above it makes images between the two fail as
 :class:`CorruptImage` (OpenCV raises) rather than :class:`ImageTooLarge`.
+
+A pixel cap alone does not bound the cost of decoding: a 16-bit RGBA image
+takes eight bytes a pixel, a progressive JPEG keeps every coefficient, and
+each of its scans is one more pass over them. So before decoding, the
+header's layout is turned into the peak memory the decode will take
+(:func:`decode_bytes`), which is capped by ``max_decode_bytes``, and JPEG
+scans are capped by :data:`MAX_JPEG_SCANS`. Decoder output is converted to
+BGR in bands of rows, so conversion adds one BGR image, never full-size
+temporaries.
 """
 
 from __future__ import annotations
@@ -22,9 +31,20 @@ import cv2
 import numpy as np
 
 from pictrace.core.probe import FORMAT_NAMES, ImageInfo, probe
-from pictrace.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from pictrace.errors import CorruptImage, ImageTooComplex, ImageTooLarge, UnsupportedFormat
 
 DEFAULT_MAX_PIXELS = 50_000_000
+MiB = 1024 * 1024
+# Peak decoder memory allowed per image: every 8-bit image within the pixel
+# cap fits (50 MP of BGRA is 382 MiB), and a request stays well inside a
+# 1,769 MB function next to the runtime's own ~300 MB.
+DEFAULT_MAX_DECODE_BYTES = 512 * MiB
+# libjpeg's progressive script has 10 scans (6 for grey); encoders that tune
+# their scans stay under about 20. Each scan is a pass over all coefficients.
+MAX_JPEG_SCANS = 48
+# Rows converted at a time by to_bgr8: big enough for whole-array speed,
+# small enough that the temporaries are a few MiB at any width.
+_BAND_ROWS = 256
 
 # JPEG can be decoded at 1/2, 1/4 or 1/8 scale inside the DCT, which skips
 # most of the work when the caller only needs a small image.
@@ -44,11 +64,15 @@ def decode(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> np.ndarray:
     """Decode ``data`` to an upright BGR uint8 array of shape ``(H, W, 3)``.
 
-    ``max_pixels`` caps the header's width*height; larger images raise
-    :class:`ImageTooLarge` without any pixel being decoded.
+    ``max_pixels`` caps the header's width*height, and ``max_decode_bytes``
+    the peak memory the decode would take (:func:`decode_bytes`); larger
+    images raise :class:`ImageTooLarge` without any pixel being decoded. A
+    JPEG of more than :data:`MAX_JPEG_SCANS` scans raises
+    :class:`ImageTooComplex`, also before decoding.
 
     ``max_side`` is a hint that the caller will shrink the result so that
     its longer side is about ``max_side``: a JPEG whose longer side is at
@@ -58,16 +82,19 @@ def decode(
     result is never resized beyond that.
 
     Raises :class:`UnsupportedFormat`, :class:`InvalidImage` or
-    :class:`CorruptImage` (see :func:`probe`), :class:`ImageTooLarge`, and
-    :class:`CorruptImage` when the pixel data cannot be decoded or does not
-    match its header.
+    :class:`CorruptImage` (see :func:`probe`), :class:`ImageTooLarge`,
+    :class:`ImageTooComplex`, and :class:`CorruptImage` when the pixel data
+    cannot be decoded or does not match its header.
     """
     info = probe(data)
     check_pixel_cap(info, max_pixels)
+    check_scans(info)
     factor = reduction_factor(info, max_side)
+    check_decode_bytes(info, factor, max_decode_bytes)
     raw = _imdecode(data, info, factor)
     _check_decoded_size(raw, info, factor)
     image = to_bgr8(raw)
+    del raw  # the decoder's output is dropped before the orientation copy is made
     if info.format not in _SELF_ORIENTING:
         image = apply_orientation(image, info.orientation)
     return np.ascontiguousarray(image)
@@ -85,6 +112,54 @@ def check_pixel_cap(info: ImageInfo, max_pixels: int) -> None:
             height=info.height,
             pixels=info.pixels,
             max_pixels=max_pixels,
+        )
+
+
+def check_scans(info: ImageInfo) -> None:
+    """Raise :class:`ImageTooComplex` if a JPEG has more than :data:`MAX_JPEG_SCANS` scans."""
+    if info.scans > MAX_JPEG_SCANS:
+        raise ImageTooComplex(
+            f"{FORMAT_NAMES[info.format]} image has {info.scans:,} scans; the limit is {MAX_JPEG_SCANS}",
+            scans=info.scans,
+            max_scans=MAX_JPEG_SCANS,
+        )
+
+
+def decode_bytes(info: ImageInfo, factor: int = 1) -> int:
+    """Peak memory, in bytes, of decoding ``info`` at ``1/factor`` scale with :func:`decode`.
+
+    The largest of three moments: OpenCV's decoder holds its image, a copy of
+    it handed to Python and its own buffers (:attr:`ImageInfo.buffer_bytes`);
+    then the decoder's output and its BGR conversion coexist; then the BGR
+    image and its turned copy.
+    """
+    width, height = -(-info.width // factor), -(-info.height // factor)
+    bgr = width * height * 3
+    if info.format == "jpeg":
+        output, converted = bgr, 0  # libjpeg writes BGR itself
+    else:
+        output = width * height * info.channels * info.sample_bytes
+        converted = 0 if info.channels == 3 and info.sample_bytes == 1 else bgr
+    turned = bgr if info.orientation != 1 and info.format not in _SELF_ORIENTING else 0
+    return max(2 * output + info.buffer_bytes, output + converted, bgr + turned)
+
+
+def check_decode_bytes(info: ImageInfo, factor: int, max_decode_bytes: int) -> None:
+    """Raise :class:`ImageTooLarge` if decoding ``info`` would take more than ``max_decode_bytes``."""
+    if max_decode_bytes < 1:
+        raise ValueError(f"max_decode_bytes must be positive, got {max_decode_bytes}")
+    needed = decode_bytes(info, factor)
+    if needed > max_decode_bytes:
+        depth = f"{info.channels} x {8 * info.sample_bytes}-bit samples"
+        raise ImageTooLarge(
+            f"decoding this {info.width}x{info.height} {FORMAT_NAMES[info.format]} image "
+            f"({depth} a pixel) would take {needed / MiB:,.0f} MiB; "
+            f"the limit is {max_decode_bytes / MiB:,.0f} MiB",
+            width=info.width,
+            height=info.height,
+            pixels=info.pixels,
+            decode_bytes=needed,
+            max_decode_bytes=max_decode_bytes,
         )
 
 
@@ -146,7 +221,27 @@ def _check_decoded_size(image: np.ndarray, info: ImageInfo, factor: int) -> None
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:
-    """Convert any decoder output (grey, grey+alpha, BGR, BGRA; 8/16-bit or float) to BGR uint8."""
+    """Convert any decoder output (grey, grey+alpha, BGR, BGRA; 8/16-bit or float) to BGR uint8.
+
+    8-bit BGR is returned as it is. Anything else is converted band by band
+    into one new array, so the temporaries of scaling and flattening alpha
+    are a few rows deep rather than full-size copies.
+    """
+    if image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
+        return image
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise UnsupportedFormat(f"images with {channels} channels are not supported", channels=channels)
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise UnsupportedFormat(f"{image.dtype} samples are not supported", dtype=str(image.dtype))
+    out = np.empty((*image.shape[:2], 3), np.uint8)
+    for top in range(0, image.shape[0], _BAND_ROWS):
+        out[top : top + _BAND_ROWS] = _band_to_bgr8(image[top : top + _BAND_ROWS])
+    return out
+
+
+def _band_to_bgr8(image: np.ndarray) -> np.ndarray:
+    """:func:`to_bgr8` of a few rows, with full-size temporaries."""
     image = _to_uint8(image)
     channels = 1 if image.ndim == 2 else image.shape[2]
     if channels == 1:

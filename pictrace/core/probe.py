@@ -12,7 +12,7 @@ error so a user learns what they actually sent.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from pictrace.errors import CorruptImage, InvalidImage, UnsupportedFormat
@@ -39,12 +39,25 @@ class ImageInfo:
     it. ``orientation`` is the EXIF (or TIFF) orientation tag, 1..8, and is 1
     when the file carries none; :attr:`oriented_size` is the size once that
     orientation has been applied.
+
+    The other fields say what decoding will cost, as far as the header
+    tells, so a caller can refuse an image before the decoder allocates
+    anything: ``channels`` and ``sample_bytes`` are the most samples per
+    pixel and bytes per sample the decoder may produce when it keeps alpha
+    and depth; ``scans`` is the number of JPEG scans (each one a pass over
+    the whole image's coefficients); ``buffer_bytes`` is what the decoder
+    holds besides its output (a progressive JPEG's coefficients, a GIF's
+    canvas, a TIFF strip or tile). They do not take part in equality.
     """
 
     format: str
     width: int
     height: int
     orientation: int = 1
+    channels: int = field(default=3, compare=False)
+    sample_bytes: int = field(default=1, compare=False)
+    scans: int = field(default=1, compare=False)
+    buffer_bytes: int = field(default=0, compare=False)
 
     @property
     def pixels(self) -> int:
@@ -70,13 +83,13 @@ def probe(data: bytes) -> ImageInfo:
     if not data:
         raise InvalidImage("not an image: the input is empty")
     fmt = _sniff(data)
-    width, height, orientation = _READERS[fmt](data)
-    if width <= 0 or height <= 0:
+    info = _READERS[fmt](data)
+    if info.width <= 0 or info.height <= 0:
         raise CorruptImage(
-            f"{FORMAT_NAMES[fmt]} header declares an empty image ({width}x{height})",
+            f"{FORMAT_NAMES[fmt]} header declares an empty image ({info.width}x{info.height})",
             format=fmt,
         )
-    return ImageInfo(fmt, width, height, orientation)
+    return info
 
 
 # --- identification ---------------------------------------------------------------
@@ -189,26 +202,38 @@ def _corrupt(fmt: str, problem: str) -> NoReturn:
     raise CorruptImage(f"{FORMAT_NAMES[fmt]} header is malformed: {problem}", format=fmt)
 
 
-# --- per-format readers: each returns (width, height, orientation) ----------------
+# --- per-format readers: each returns the ImageInfo of its format -----------------
+
+# Samples per pixel of each PNG colour type once a palette is expanded; a
+# tRNS chunk adds alpha to the types that have none.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 
 
-def _png_size(data: bytes) -> tuple[int, int, int]:
-    length, kind, width, height = _read(data, 8, ">I4sII", "png")
+def _png_size(data: bytes) -> ImageInfo:
+    length, kind, width, height, depth, colour = _read(data, 8, ">I4sIIBB", "png")
     if kind != b"IHDR" or length != 13:
         _corrupt("png", "the first chunk is not IHDR")
-    return width, height, _png_orientation(data, 8 + 8 + 13 + 4)
+    chunks = _png_chunks_before_pixels(data, 8 + 8 + 13 + 4)
+    channels = _PNG_CHANNELS.get(colour, 4)
+    if b"tRNS" in chunks or channels == 2:
+        channels = 4  # the decoder gives grey+alpha and transparent colours as BGRA
+    # An animated PNG is composed on a canvas the size of the image.
+    buffer = width * height * channels * 2 if b"acTL" in chunks else 0
+    exif = chunks.get(b"eXIf")
+    orientation = exif_orientation(exif) if exif is not None else 1
+    return ImageInfo("png", width, height, orientation, channels, 2 if depth == 16 else 1, 1, buffer)
 
 
-def _png_orientation(data: bytes, pos: int) -> int:
-    """Orientation from an eXIf chunk placed before the image data, else 1."""
+def _png_chunks_before_pixels(data: bytes, pos: int) -> dict[bytes, bytes]:
+    """The first chunk of each kind placed before the image data, by kind."""
+    chunks: dict[bytes, bytes] = {}
     while pos + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
         if kind in (b"IDAT", b"IEND"):
             break
-        if kind == b"eXIf":
-            return exif_orientation(data[pos + 8 : pos + 8 + length])
+        chunks.setdefault(kind, data[pos + 8 : pos + 8 + length])
         pos += 12 + length
-    return 1
+    return chunks
 
 
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
@@ -216,7 +241,7 @@ _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int, int]:
+def _jpeg_size(data: bytes) -> ImageInfo:
     """Walk marker segments up to the frame header (SOFn)."""
     pos, orientation = 2, 1
     while True:
@@ -235,8 +260,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int]:
         if length < 2:
             _corrupt("jpeg", f"segment length {length} at byte {pos}")
         if marker in _JPEG_SOF:
-            _precision, height, width = _read(data, pos + 2, ">BHH", "jpeg")
-            return width, height, orientation
+            return _jpeg_frame(data, marker, pos, orientation)
         if marker == 0xE1 and orientation == 1:
             segment = data[pos + 2 : pos + length]
             if segment.startswith(b"Exif\0\0"):
@@ -244,49 +268,82 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int]:
         pos += length
 
 
-def _gif_size(data: bytes) -> tuple[int, int, int]:
+# Frame headers that start a progressive image (SOF2, SOF6, SOF10, SOF14).
+_JPEG_PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_JPEG_SOS = b"\xff\xda"
+
+
+def _jpeg_frame(data: bytes, marker: int, pos: int, orientation: int) -> ImageInfo:
+    """The frame header at ``pos`` (its length field) and the scans that follow it."""
+    _precision, height, width, n_components = _read(data, pos + 2, ">BHHB", "jpeg")
+    sampling = [data[c + 1] for c in range(pos + 8, min(pos + 8 + 3 * n_components, len(data) - 1), 3)]
+    # Inside entropy-coded data every 0xFF byte is followed by 0x00 or a
+    # restart marker, so each FF DA after the frame header starts a scan.
+    scans = data.count(_JPEG_SOS, pos)
+    buffer = 0
+    if sampling and (marker in _JPEG_PROGRESSIVE or scans > 1):
+        # Several scans make libjpeg keep every coefficient of the image
+        # (64 per block, 2 bytes each), blocks padded to whole MCUs.
+        h_max = max(max(f >> 4 for f in sampling), 1)
+        v_max = max(max(f & 15 for f in sampling), 1)
+        mcus = -(-width // (8 * h_max)) * -(-height // (8 * v_max))
+        buffer = mcus * sum((f >> 4) * (f & 15) for f in sampling) * 128
+    return ImageInfo("jpeg", width, height, orientation, 3, 1, scans, buffer)
+
+
+def _gif_size(data: bytes) -> ImageInfo:
     # The logical screen is the canvas every frame is drawn on, and the size
-    # the decoder produces.
+    # the decoder produces. The decoder composes frames on a BGRA canvas and
+    # converts it to its output, which is the same peak as a BGRA image and
+    # its copy: no buffer beyond that.
     width, height = _read(data, 6, "<HH", "gif")
-    return width, height, 1
+    return ImageInfo("gif", width, height, 1, 4)
 
 
 # DIB header sizes: OS/2 1.x (12), OS/2 2.x (16..64), Windows v1/v2/v3/v4/v5.
 _BMP_INFO_SIZES = frozenset({16, 40, 52, 56, 64, 108, 124})
 
 
-def _bmp_size(data: bytes) -> tuple[int, int, int]:
+def _bmp_size(data: bytes) -> ImageInfo:
     (header_size,) = _read(data, 14, "<I", "bmp")
     if header_size == 12:
         width, height = _read(data, 18, "<HH", "bmp")
-        return width, height, 1
+        return ImageInfo("bmp", width, height)
     if header_size not in _BMP_INFO_SIZES:
         _corrupt("bmp", f"unknown DIB header size {header_size}")
-    width, height = _read(data, 18, "<ii", "bmp")
+    width, height, _planes, bits = _read(data, 18, "<iiHH", "bmp")
     if width < 0:
         _corrupt("bmp", f"negative width {width}")
-    return width, abs(height), 1  # negative height marks a top-down bitmap
+    # Only 32-bit bitmaps can carry alpha; negative height marks a top-down bitmap.
+    return ImageInfo("bmp", width, abs(height), 1, 4 if bits == 32 else 3)
 
 
-def _webp_size(data: bytes) -> tuple[int, int, int]:
+_WEBP_ALPHA, _WEBP_EXIF, _WEBP_ANIMATION = 0x10, 0x08, 0x02
+
+
+def _webp_size(data: bytes) -> ImageInfo:
     (kind,) = _read(data, 12, "4s", "webp")
     if kind == b"VP8X":
         (flags,) = _read(data, 20, "B", "webp")
         (size,) = _read(data, 24, "6s", "webp")
         width = 1 + int.from_bytes(size[:3], "little")
         height = 1 + int.from_bytes(size[3:], "little")
-        has_exif = bool(flags & 0x08)
-        return width, height, _webp_orientation(data) if has_exif else 1
+        orientation = _webp_orientation(data) if flags & _WEBP_EXIF else 1
+        channels = 4 if flags & (_WEBP_ALPHA | _WEBP_ANIMATION) else 3
+        # Animations are composed on a BGRA canvas before the first frame is copied out.
+        buffer = width * height * 4 if flags & _WEBP_ANIMATION else 0
+        return ImageInfo("webp", width, height, orientation, channels, 1, 1, buffer)
     if kind == b"VP8 ":
         start_code, width, height = _read(data, 23, "<3sHH", "webp")
         if start_code != b"\x9d\x01\x2a":
             _corrupt("webp", "VP8 key frame start code missing")
-        return width & 0x3FFF, height & 0x3FFF, 1  # top bits are scaling hints
+        return ImageInfo("webp", width & 0x3FFF, height & 0x3FFF)  # top bits are scaling hints
     if kind == b"VP8L":
         signature, bits = _read(data, 20, "<BI", "webp")
         if signature != 0x2F:
             _corrupt("webp", "VP8L signature missing")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1
+        alpha = bits >> 28 & 1  # the encoder's hint that some pixel is not opaque
+        return ImageInfo("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1, 4 if alpha else 3)
     _corrupt("webp", f"unknown first chunk {kind!r}")
 
 
@@ -338,7 +395,7 @@ class _Directory:
 _DECODE_TAGS = frozenset({256, 257, 258, 259, 262, 273, 274, 277, 278, 279, 284, 322, 323, 324, 325, 339})
 
 
-def _tiff_size(data: bytes) -> tuple[int, int, int]:
+def _tiff_size(data: bytes) -> ImageInfo:
     directory = _first_ifd(data, "tiff")
     if directory.duplicated & _DECODE_TAGS:
         tags = ", ".join(str(t) for t in sorted(directory.duplicated & _DECODE_TAGS))
@@ -348,7 +405,22 @@ def _tiff_size(data: bytes) -> tuple[int, int, int]:
     width, height = directory.single(_TAG_WIDTH), directory.single(_TAG_HEIGHT)
     if width is None or height is None:
         _corrupt("tiff", "first directory lacks ImageWidth or ImageLength")
-    return width, height, _valid_orientation(directory.single(_TAG_ORIENTATION, 1))
+    orientation = _valid_orientation(directory.single(_TAG_ORIENTATION, 1))
+    samples = directory.single(277, 1)
+    bits = max(directory.fields.get(258, (1,)))
+    sample_bytes = next(size for size in (1, 2, 4, 8, bits) if bits <= 8 * size)
+    photometric = directory.single(262, -1)
+    grey_or_rgb = (samples == 1 and photometric in (0, 1)) or (samples == 3 and photometric == 2)
+    # Other layouts (palette, YCbCr, CMYK, extra samples, ...) come out as BGRA.
+    channels = samples if grey_or_rgb else 4
+    # The decoder reads one tile (or strip of RowsPerStrip rows) at a time
+    # into a buffer of up to four samples per pixel.
+    if 322 in directory.fields:
+        tile = (directory.single(322, 0) or 0) * (directory.single(323, 0) or 0)
+    else:
+        tile = width * min(directory.single(278, height) or height, height)
+    buffer = tile * max(channels, samples, 4) * sample_bytes
+    return ImageInfo("tiff", width, height, orientation, channels, sample_bytes, 1, buffer)
 
 
 def _first_ifd(data: bytes, fmt: str) -> _Directory:

@@ -12,8 +12,8 @@ import pytest
 
 import pictrace.core.decode as decode_module
 from pictrace.core.decode import decode, to_bgr8
-from pictrace.core.probe import ImageInfo
-from pictrace.errors import CorruptImage, ImageTooLarge, InvalidImage, UnsupportedFormat
+from pictrace.core.probe import ImageInfo, probe
+from pictrace.errors import CorruptImage, ImageTooComplex, ImageTooLarge, InvalidImage, UnsupportedFormat
 
 # How each EXIF orientation maps the stored grid to what a viewer shows,
 # written independently of the code under test.
@@ -488,3 +488,134 @@ def test_bmp_variants(photo_bgr, encode):
     # OS/2 1.x: 12-byte core header, same bottom-up rows.
     core = b"BM" + struct.pack("<IHHI", 26 + rows.size, 0, 0, 26) + struct.pack("<IHHHH", 12, 451, 300, 1, 24)
     assert np.array_equal(decode(core + rows.tobytes()), photo_bgr)
+
+
+# --- decoding cost bounded from the header ----------------------------------------------
+
+from tests.hostile import corpus as hostile  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def imdecode_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = decode_module.cv2.imdecode
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(decode_module.cv2, "imdecode", counting)
+    return calls
+
+
+def png_ihdr_only(width: int, height: int, depth: int, colour: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def test_tiff_with_repeated_size_tags_is_refused_before_decoding(imdecode_calls):
+    # libtiff would decode 4000x4000 (16 MB) although the last size tags say 64x48.
+    with pytest.raises(CorruptImage, match="ambiguous"):
+        decode(hostile.tiff_grey_deflate(4000, 4000, claimed=(64, 48)))
+    assert imdecode_calls == []
+
+
+def test_jpeg_with_too_many_scans_is_refused_before_decoding(imdecode_calls):
+    data = hostile.jpeg_repeated_scans(400, 300, decode_module.MAX_JPEG_SCANS + 1)
+    with pytest.raises(ImageTooComplex) as err:
+        decode(data)
+    assert imdecode_calls == []
+    assert err.value.status == 422
+    assert err.value.details == {"scans": decode_module.MAX_JPEG_SCANS + 1, "max_scans": decode_module.MAX_JPEG_SCANS}
+
+
+def test_jpeg_with_the_most_scans_allowed_decodes():
+    data = hostile.jpeg_repeated_scans(400, 300, decode_module.MAX_JPEG_SCANS)
+    assert decode(data).shape == (300, 400, 3)
+
+
+def test_ordinary_progressive_jpeg_decodes(photo_bgr, encode):
+    data = encode(photo_bgr, ".jpg", jpeg_progressive=1)
+    assert 1 < probe(data).scans <= 12
+    assert decode(data).shape == (300, 451, 3)
+
+
+def test_sixteen_bit_rgba_at_49_mp_is_refused_before_decoding(imdecode_calls):
+    # 8 bytes a pixel, held twice while OpenCV hands its image over: ~750 MiB.
+    with pytest.raises(ImageTooLarge, match="4 x 16-bit samples") as err:
+        decode(png_ihdr_only(7000, 7000, 16, 6))
+    assert imdecode_calls == []
+    assert err.value.details["decode_bytes"] > decode_module.DEFAULT_MAX_DECODE_BYTES
+    assert err.value.details["max_decode_bytes"] == decode_module.DEFAULT_MAX_DECODE_BYTES
+
+
+@pytest.mark.parametrize(("depth", "colour"), [(8, 0), (8, 2), (8, 3), (8, 4), (8, 6)])
+def test_every_8_bit_png_within_the_pixel_cap_fits_the_memory_cap(depth, colour):
+    info = probe(png_ihdr_only(7071, 7071, depth, colour))
+    assert decode_module.decode_bytes(info) <= decode_module.DEFAULT_MAX_DECODE_BYTES
+
+
+def test_memory_cap_counts_bytes_per_sample():
+    deep = hostile.png_flat(1000, 1000, bit_depth=16, colour_type=6)  # 8 MB decoded
+    shallow = hostile.png_flat(1000, 1000, bit_depth=8, colour_type=6)  # 4 MB decoded
+    with pytest.raises(ImageTooLarge):
+        decode(deep, max_decode_bytes=12 * MiB)
+    assert decode(shallow, max_decode_bytes=12 * MiB).shape == (1000, 1000, 3)
+
+
+def test_memory_cap_is_judged_at_the_reduced_jpeg_size(photo_bgr, encode):
+    data = encode(cv2.resize(photo_bgr, (1600, 1200)), ".jpg")
+    full = decode_module.decode_bytes(probe(data))
+    with pytest.raises(ImageTooLarge):
+        decode(data, max_decode_bytes=full - 1)
+    assert decode(data, max_side=200, max_decode_bytes=full // 8).shape == (150, 200, 3)
+
+
+def test_progressive_jpeg_counts_its_coefficients(photo_bgr, encode):
+    img = cv2.resize(photo_bgr, (1600, 1200))
+    baseline = probe(encode(img, ".jpg"))
+    progressive = probe(encode(img, ".jpg", jpeg_progressive=1))
+    assert baseline.buffer_bytes == 0
+    # 4:2:0: per 16x16 MCU, four luma and two chroma blocks of 64 two-byte coefficients.
+    assert progressive.buffer_bytes == (1600 // 16) * (1200 // 16) * 6 * 128
+
+
+def test_gif_screen_counts_as_bgra():
+    info = probe(hostile.gif_tiny_frame(7071, 7071))
+    assert (info.channels, info.sample_bytes) == (4, 1)
+    assert decode_module.decode_bytes(info) == 2 * 7071 * 7071 * 4
+
+
+def test_deep_tiff_counts_its_samples(encode):
+    data = encode(np.zeros((50, 40, 4), np.float32), ".tiff")
+    info = probe(data)
+    assert (info.channels, info.sample_bytes) == (4, 4)
+    assert decode_module.decode_bytes(info) >= 2 * 50 * 40 * 16
+
+
+def test_memory_cap_must_be_positive(photo_bgr, encode):
+    with pytest.raises(ValueError, match="max_decode_bytes"):
+        decode(encode(photo_bgr, ".png"), max_decode_bytes=0)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        np.random.default_rng(1).integers(0, 65536, (700, 9, 4), dtype=np.uint16),
+        np.random.default_rng(2).integers(0, 256, (700, 9, 2), dtype=np.uint8),
+        np.random.default_rng(3).random((700, 9, 4)).astype(np.float32),
+        np.random.default_rng(4).integers(0, 256, (700, 9), dtype=np.uint8),
+    ],
+    ids=["16-bit BGRA", "grey+alpha", "float BGRA", "grey"],
+)
+def test_conversion_in_bands_equals_whole_image_conversion(raw):
+    assert raw.shape[0] > 2 * decode_module._BAND_ROWS
+    assert np.array_equal(to_bgr8(raw), decode_module._band_to_bgr8(raw))
+
+
+def test_exif_typed_long8_decodes():
+    img = hostile.photo("chelsea", 160, 120)
+    data = hostile.jpeg_with_exif_block(hostile.jpeg(img), hostile.exif_long8(6))
+    assert decode(data).shape == (120, 160, 3)
