@@ -178,6 +178,20 @@ def form(fields: dict[str, tuple[bytes, str] | str]) -> tuple[bytes, str]:
     return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+def upload_request(ticket: dict, data: bytes) -> urllib.request.Request:
+    """The storage request a ``POST /uploads`` answer asks for, carrying ``data``.
+
+    A POST sends the signed form fields, then the file (S3 reads the policy
+    from the fields before the file); a PUT sends the bytes with the signed
+    headers.
+    """
+    method = ticket.get("method", "PUT")
+    if method == "POST":
+        body, ctype = form({**ticket["fields"], "file": (data, "upload")})
+        return urllib.request.Request(ticket["url"], data=body, method="POST", headers={"Content-Type": ctype})
+    return urllib.request.Request(ticket["url"], data=data, method=method, headers=ticket.get("headers", {}))
+
+
 def _safe_filename(filename: str) -> str:
     return filename.replace("\\", "_").replace('"', "_").replace("\r", "").replace("\n", "")
 
@@ -260,14 +274,13 @@ class Client:
         return multipart(data, src.name or "image")
 
     def upload(self, data: bytes, content_type: str = "image/jpeg") -> str:
-        """Store ``data`` through a presigned PUT; returns the ``s3_key`` to search or add with."""
+        """Store ``data`` through a presigned upload; returns the ``s3_key`` to search or add with."""
         if not content_type.startswith("image/"):
             content_type = "image/jpeg"  # the API only signs image/* types; the bytes decide the format
         ticket = self.call("POST", "/uploads", body={"content_type": content_type})
         method = ticket.get("method", "PUT")
-        put = urllib.request.Request(ticket["url"], data=data, method=method, headers=ticket["headers"])
         try:
-            with urllib.request.urlopen(put, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(upload_request(ticket, data), timeout=self.timeout) as resp:
                 resp.read()
         except urllib.error.HTTPError as err:
             refused = {"error": "upload_failed", "message": f"the presigned {method} was refused ({err.reason})"}

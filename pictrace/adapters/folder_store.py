@@ -180,6 +180,14 @@ class FolderStore:
     def presign_put(self, key: str, ttl: int, content_type: str) -> str:
         return self._presign("PUT", key, ttl)
 
+    def presign_upload(self, key: str, ttl: int, content_type: str, max_bytes: int) -> dict:
+        """A presigned PUT for ``key``: ``{"url", "method", "headers"}``.
+
+        The object endpoint refuses a body over its own ``max_bytes``, so
+        a PUT bounds the size here as the POST policy does on S3.
+        """
+        return {"url": self.presign_put(key, ttl, content_type), "method": "PUT", "headers": {"Content-Type": content_type}}
+
     def verify(self, method: str, key: str, expires: str, signature: str, now: float | None = None) -> bool:
         """Whether a presigned URL's ``Expires`` and ``Signature`` allow ``method`` on ``key`` now."""
         if not expires.isdigit() or int(expires) < (time.time() if now is None else now):

@@ -151,6 +151,23 @@ class S3Store:
             ExpiresIn=ttl,
         )
 
+    def presign_upload(self, key: str, ttl: int, content_type: str, max_bytes: int) -> dict:
+        """A presigned POST form for ``key``: ``{"url", "method", "fields"}``.
+
+        A POST rather than a PUT because only a POST policy can bound the
+        size: S3 itself refuses a file outside ``content-length-range``
+        (``EntityTooLarge``) before anything is stored.  The policy also pins
+        the key and the content type.
+        """
+        post = self.client.generate_presigned_post(
+            self.bucket,
+            key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=ttl,
+        )
+        return {"url": post["url"], "method": "POST", "fields": post["fields"]}
+
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))

@@ -373,15 +373,19 @@ class Catalog:
     # --- uploads and queries ----------------------------------------------
 
     def create_upload(self, content_type: str) -> dict:
-        """A presigned PUT for an image too large for a request body."""
+        """A presigned upload for an image too large for a request body.
+
+        On S3 it is a POST form whose policy makes S3 refuse a file over
+        ``max_image_bytes``; the answer says which method and what to send
+        with it (form ``fields`` for a POST, ``headers`` for a PUT).
+        """
         if not content_type.startswith("image/"):
             raise BadRequest("content_type must be an image/* type")
         key = layout.new_upload_key()
+        ticket = self.store.presign_upload(key, self.config.presign_ttl, content_type, self.config.max_image_bytes)
         return {
             "s3_key": key,
-            "url": self.store.presign_put(key, self.config.presign_ttl, content_type),
-            "method": "PUT",
-            "headers": {"Content-Type": content_type},
+            **ticket,
             "expires_in": self.config.presign_ttl,
             "max_bytes": self.config.max_image_bytes,
         }

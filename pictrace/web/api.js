@@ -120,8 +120,22 @@ async function imageBody(file, { onUpload, signal } = {}) {
   if (slot.max_bytes && file.size > slot.max_bytes) {
     throw new ApiError(413, { error: "payload_too_large", message: `the file is ${formatBytes(file.size)}; the limit is ${formatBytes(slot.max_bytes)}` });
   }
-  await request(slot.url, { method: slot.method || "PUT", body: file, headers: slot.headers || {}, onUpload, signal, absolute: true });
+  await request(slot.url, { ...uploadBody(slot, file), onUpload, signal, absolute: true });
   return jsonBody({ s3_key: slot.s3_key });
+}
+
+/**
+ * What storage wants for a presigned upload: a POST form (the signed fields,
+ * then the file, which S3 refuses past the policy's size) or a PUT of the bytes.
+ */
+function uploadBody(slot, file) {
+  if (slot.method === "POST") {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(slot.fields || {})) form.append(name, value);
+    form.append("file", file);
+    return { method: "POST", body: form, headers: {} };
+  }
+  return { method: slot.method || "PUT", body: file, headers: slot.headers || {} };
 }
 
 function formatBytes(n) {

@@ -7,6 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
+from pictrace.client import upload_request
 from tests.conftest import jpeg, sample_bgr
 from tests.integration.test_api import add
 
@@ -55,8 +56,7 @@ def test_two_uploaded_files_give_the_signals_of_a_search(api, empty_catalog):
 def test_sides_named_by_id_and_upload_key_in_json(api, empty_catalog):
     coffee = add(api, "coffee")
     ticket = api.post("/uploads", {"content_type": "image/jpeg"}).body
-    put = urllib.request.Request(ticket["url"], data=jpeg(sample_bgr("coins")), method="PUT", headers=ticket["headers"])
-    urllib.request.urlopen(put).read()
+    urllib.request.urlopen(upload_request(ticket, jpeg(sample_bgr("coins")))).read()
 
     reply = api.post("/compare", {"a": {"s3_key": ticket["s3_key"]}, "b": {"id": coffee}})
     assert reply.status == 200, reply.body

@@ -7,6 +7,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from pictrace.client import upload_request
 from tests.conftest import jpeg, sample_bgr
 from tests.integration.test_api import add, multipart
 
@@ -40,8 +41,7 @@ def test_the_threshold_keeps_the_real_match_and_ranks_from_one(api, three):
 def test_min_score_in_a_json_body_or_a_multipart_field(api, three):
     reply = api.post("/uploads", {"content_type": "image/jpeg"})
     data = jpeg(sample_bgr("moon"))
-    put = urllib.request.Request(reply.body["url"], data=data, method="PUT", headers=reply.body["headers"])
-    urllib.request.urlopen(put).read()
+    urllib.request.urlopen(upload_request(reply.body, data)).read()
     found = api.post("/search", {"s3_key": reply.body["s3_key"], "min_score": 0.6})
     assert found.status == 200 and found.body["results"] == [] and found.body["min_score"] == 0.6
     body, ctype = multipart("file", "moon.jpg", data)
