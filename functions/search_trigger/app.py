@@ -21,7 +21,8 @@ def lambda_handler(event: dict, context) -> dict:
     s = services()
     written = []
     for record in event.get("Records", []):
-        key = unquote_plus(record["s3"]["object"]["key"])
+        # A record without a key names no object to answer for: skipped, like one outside incoming/.
+        key = unquote_plus(record.get("s3", {}).get("object", {}).get("key", ""))
         if not key.startswith(layout.INCOMING):
             continue
         try:

@@ -136,3 +136,14 @@ def test_local_poller_indexes_every_good_drop_beside_hostile_ones(stack, empty_c
     for key in drops:
         stack.s3.delete_object(Bucket=stack.bucket, Key=key)
     stack.sync_notifications()
+
+
+def test_a_record_without_a_key_does_not_stop_the_search_trigger(stack, empty_catalog):
+    key = "incoming/hostile-after-a-bad-record.jpg"
+    stack.s3.put_object(Bucket=stack.bucket, Key=key, Body=c.jpeg(PHOTO))
+    event = drop_event(key)
+    event["Records"].insert(0, {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"})
+    out = stack.invoke("SearchTriggerFunction", event)
+    assert out == {"results": [layout.result_key(key)]}
+    stack.s3.delete_object(Bucket=stack.bucket, Key=key)
+    stack.s3.delete_object(Bucket=stack.bucket, Key=layout.result_key(key))
