@@ -34,6 +34,7 @@ from pictrace.config import Config
 from pictrace.errors import (
     BadRequest,
     BudgetExceeded,
+    FetchError,
     InvalidImage,
     PayloadTooLarge,
     PicTraceError,
@@ -126,8 +127,22 @@ def check_urls(urls: object, config: Config) -> list[str]:
 
 
 def one_image(url: str, config: Config, resolve: Resolve | None = None) -> Source:
-    """The image a URL stands for: the image itself, or a page's main image (og:image, else the largest)."""
-    return asyncio.run(_one_image(url, config, resolve or RESOLVE))
+    """The image a URL stands for: the image itself, or a page's main image (og:image, else the largest).
+
+    The page and its image share one request budget. Running out of its time
+    is the remote being slow, a :class:`FetchError` (502) like any timeout.
+    """
+    try:
+        return asyncio.run(_one_image(url, config, resolve or RESOLVE))
+    except BudgetExceeded as over:
+        raise _as_timeout(url, over) from None
+
+
+def _as_timeout(url: str, over: BudgetExceeded) -> PicTraceError:
+    """A request that wanted one URL and ran out of time: the remote was too slow (502)."""
+    if over.details.get("limit") != "request_time":
+        return over
+    return FetchError(f"fetching {url} took longer than the request's {over.details['seconds']:g} s", url=url)
 
 
 async def _one_image(url: str, config: Config, resolve: Resolve | None) -> Source:
@@ -199,6 +214,8 @@ async def _all_images(urls: list[str], config: Config, resolve: Resolve | None) 
     pages: list[tuple[str, list[str]]] = []
     named = set(urls)
     for url, got in zip(urls, await fetch_many(urls, image_policy(config), resolve=resolve, budget=budget)):
+        if isinstance(got, BudgetExceeded) and len(urls) == 1:
+            got = _as_timeout(url, got)  # one URL, one answer, as on a search
         if isinstance(got, PicTraceError):
             taken.failed(url, got)
             continue

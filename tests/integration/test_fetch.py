@@ -840,6 +840,7 @@ def test_fetches_still_running_when_the_request_time_ends_are_skipped(trusted: N
 def test_one_image_shares_one_budget_between_the_page_and_its_image(trusted: None) -> None:
     config = Config(max_request_fetch_seconds=0.3, fetch_read_timeout=30, fetch_total_timeout=30)
     with site() as web:
-        with pytest.raises(BudgetExceeded) as raised:
+        with pytest.raises(FetchError, match="longer than the request's 0.3 s") as raised:
             sources.one_image(web.url("/hang"), config)
-    assert raised.value.details["limit"] == "request_time" and raised.value.status == 413
+    # A slow remote is the upstream's failure, as any timeout is.
+    assert type(raised.value) is FetchError and raised.value.status == 502
