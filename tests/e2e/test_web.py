@@ -593,3 +593,25 @@ def test_the_page_is_one_document_under_a_strict_policy(stack, page, traffic):
         """() => { const s = document.createElement('script'); s.textContent = 'window.injected = 1'; document.body.append(s); }"""
     )
     assert page.evaluate("window.injected") is None
+
+
+CLIPPED = """() => [...document.querySelectorAll(
+        '#results .result .score, #results .result .num, #results .result .chip, #results .result dd, #results .result .result-head, #results .result .result-body')]
+    .filter(e => e.scrollWidth > e.clientWidth || e.getBoundingClientRect().right > e.closest('.result').getBoundingClientRect().right + 0.5)
+    .map(e => `${e.className || e.tagName}: ${e.textContent.trim().slice(0, 20)} (${e.scrollWidth} > ${e.clientWidth})`)"""
+
+
+@pytest.mark.parametrize("width", [1400, 1024, 390, 320])
+def test_result_cards_show_every_score_whole(stack, seeded, page, tmp_path, width):
+    # A long file name must give way to the numbers, not push them out of the card.
+    body, ctype = multipart("a-rather-long-name-for-a-holiday-photo-of-the-cat-2024-07.jpg", jpeg(sample_bgr("chelsea")[::-1]))
+    assert Client(stack.api_url).post("/images", body, ctype).status == 201
+    query_path, _ = write_query(tmp_path)
+    page.set_viewport_size({"width": width, "height": 900})
+    open_page(page, stack)
+    page.select_option("#search-k", "10")
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+    assert page.locator("#results li.result").count() >= 1
+    assert page.evaluate(CLIPPED) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
