@@ -332,13 +332,12 @@ def jpeg_segments(data: bytes) -> list[tuple[int, int, int]]:
 
 
 def jpeg_repeated_scans(width: int, height: int, scans: int) -> bytes:
-    """A progressive JPEG of a striped grey image whose smallest scan is repeated until it has ``scans`` scans.
+    """A progressive JPEG of a flat grey image whose smallest scan is repeated until it has ``scans`` scans.
 
     Each repeat is a few bytes (an end-of-band run over the whole
     component), yet the decoder walks every block of the component again.
     """
     img = np.full((height, width, 3), 128, np.uint8)
-    img[::7] = 0
     data = encode(img, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_QUALITY, 90)
     segments = jpeg_segments(data)
     sos = [(start, end) for marker, start, end in segments if marker == 0xDA]
