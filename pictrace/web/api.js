@@ -144,10 +144,19 @@ function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
+/** "k=5&ranking=default&min_score=0.4": the search options as a query string (min_score only when set). */
+function searchParams({ k, ranking, minScore }) {
+  const params = new URLSearchParams({ k: String(k), ranking });
+  if (Number(minScore) > 0) params.set("min_score", String(minScore));
+  return params.toString();
+}
+
 const Api = {
   health: () => request("health"),
-  search: (body, { k, ranking, onUpload, signal }) =>
-    request(`search?k=${encodeURIComponent(k)}&ranking=${encodeURIComponent(ranking)}`, { method: "POST", ...body, onUpload, signal }),
+  search: (body, { k, ranking, minScore, onUpload, signal }) =>
+    request(`search?${searchParams({ k, ranking, minScore })}`, { method: "POST", ...body, onUpload, signal }),
+  similar: (id, { k, ranking, minScore, signal }) =>
+    request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore })}`, { signal }),
   addImages: (body, { onUpload, signal } = {}) => request("images", { method: "POST", ...body, onUpload, signal }),
   listImages: (cursor, limit = 24) =>
     request(`images?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),

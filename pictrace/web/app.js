@@ -195,31 +195,39 @@ function maybeAskForKey(err) {
 let searchAbort = null;
 let queryPreviewUrl = null;
 
-/** Run a search for {file} or {url}; renders the results or the error. */
+/**
+ * Run a search and render its results or its error.  source is one of
+ * {file}, {url}, {query: sha256} (a stored earlier query, from a link) or
+ * {similar: id, name} (more like a catalog image).
+ */
 async function runSearch(source) {
   if (searchAbort) searchAbort.abort();
   const abort = new AbortController();
   searchAbort = abort;
   const messages = $("#search-messages");
   messages.replaceChildren();
-  const k = $("#search-k").value;
-  const ranking = $("#search-ranking").value;
+  const options = searchOptions();
   showQueryPreview(source);
   const prog = progress("search");
-  prog.stage(source.file ? "Sending image…" : "Fetching the image and searching…");
+  prog.stage(source.file ? "Sending image…" : source.url ? "Fetching the image and searching…" : "Searching…");
   $("#search-results").setAttribute("aria-busy", "true");
   try {
-    const body = source.file
-      ? await imageBody(source.file, { onUpload: (f) => prog.upload(f), signal: abort.signal })
-      : jsonBody({ url: source.url });
-    const answer = await Api.search(body, {
-      k,
-      ranking,
-      signal: abort.signal,
-      onUpload: (f) => (f < 1 ? prog.upload(f) : prog.stage("Comparing with the catalog…")),
-    });
+    let answer;
+    if (source.similar) {
+      answer = await Api.similar(source.similar, { ...options, signal: abort.signal });
+    } else {
+      const body = source.file
+        ? await imageBody(source.file, { onUpload: (f) => prog.upload(f), signal: abort.signal })
+        : jsonBody(source.url ? { url: source.url } : { query: source.query });
+      answer = await Api.search(body, {
+        ...options,
+        signal: abort.signal,
+        onUpload: (f) => (f < 1 ? prog.upload(f) : prog.stage("Comparing with the catalog…")),
+      });
+    }
     prog.stage("Comparing with the catalog…");
-    renderResults(answer, prog.done());
+    renderResults(answer, prog.done(), source);
+    linkTo(source, answer, options);
   } catch (err) {
     // A newer search owns the shared progress block and results area now.
     const superseded = searchAbort !== abort;
@@ -239,15 +247,76 @@ async function runSearch(source) {
   }
 }
 
+/** The options of the next search, from the controls. */
+function searchOptions() {
+  return { k: $("#search-k").value, ranking: $("#search-ranking").value, minScore: Number($("#search-min").value) || 0 };
+}
+
+/* ---- links to a search ---------------------------------------------------------- */
+
+const LINK_KEYS = ["q", "url", "similar", "k", "min_score", "ranking"];
+
+/**
+ * Put the search in the page's address, so that it can be bookmarked or
+ * shared: ?q=<query sha256> (an uploaded image, kept as long as the API keeps
+ * stored queries), ?url=<image URL> or ?similar=<image id>, with its options.
+ * Other parameters (?api=) are kept.
+ */
+function linkTo(source, answer, options) {
+  const params = new URLSearchParams(location.search);
+  for (const key of LINK_KEYS) params.delete(key);
+  if (source.similar) params.set("similar", source.similar);
+  else if (source.url) params.set("url", source.url);
+  else if (answer.query && answer.query.sha256) params.set("q", answer.query.sha256);
+  params.set("k", String(options.k));
+  if (options.minScore > 0) params.set("min_score", String(options.minScore));
+  if (options.ranking !== "default") params.set("ranking", options.ranking);
+  history.replaceState(null, "", `${location.pathname}?${params}#search`);
+}
+
+/** The search a link asks for (null if none), after setting the controls it names. */
+function linkedSearch() {
+  const params = new URLSearchParams(location.search);
+  const set = (id, value) => {
+    const select = $(id);
+    if (value !== null && [...select.options].some((o) => o.value === value)) select.value = value;
+  };
+  set("#search-k", params.get("k"));
+  set("#search-ranking", params.get("ranking"));
+  if (params.has("min_score")) {
+    const wanted = params.get("min_score");
+    const select = $("#search-min");
+    if (![...select.options].some((o) => o.value === wanted) && Number(wanted) >= 0 && Number(wanted) <= 1) {
+      select.append(h("option", { value: wanted }, Number(wanted).toFixed(2)));
+    }
+    set("#search-min", wanted);
+  } else if (params.has("q") || params.has("url") || params.has("similar")) {
+    set("#search-min", "0"); // a link without a threshold asked for none
+  }
+  const sha = /^[0-9a-f]{64}$/;
+  if (sha.test(params.get("similar") || "")) return { similar: params.get("similar") };
+  if (looksLikeUrl(params.get("url"))) {
+    $("#search-url").value = params.get("url");
+    return { url: params.get("url") };
+  }
+  if (sha.test(params.get("q") || "")) return { query: params.get("q") };
+  return null;
+}
+
 $("#search-cancel").addEventListener("click", () => searchAbort && searchAbort.abort());
 
 function showQueryPreview(source) {
   if (queryPreviewUrl) URL.revokeObjectURL(queryPreviewUrl);
   queryPreviewUrl = source.file ? URL.createObjectURL(source.file) : null;
   const img = $("#query-image");
-  img.src = queryPreviewUrl || source.url;
+  // A stored query or catalog image shows once the answer names its URL.
+  if (queryPreviewUrl || source.url) img.src = queryPreviewUrl || source.url;
+  else img.removeAttribute("src");
   img.dataset.source = source.file ? "file" : "url";
-  $("#query-meta").textContent = source.file ? `${source.file.name || "pasted image"} · ${formatBytes(source.file.size)}` : source.url;
+  $("#query-meta").textContent = source.file
+    ? `${source.file.name || "pasted image"} · ${formatBytes(source.file.size)}`
+    : source.url || (source.similar ? `catalog image ${source.name || shortId(source.similar)}` : "an earlier query");
+  $(".query-card h2").textContent = source.similar ? "More like this image" : "Your image";
   // Placeholders where the results will appear.
   const k = Math.min(Number($("#search-k").value) || 5, 10);
   $("#results").replaceChildren(...Array.from({ length: k }, () => h("li", { class: "placeholder", "aria-hidden": "true" })));
@@ -256,10 +325,11 @@ function showQueryPreview(source) {
   $("#search-results").hidden = false;
 }
 
-function renderResults(answer, totalMs) {
+function renderResults(answer, totalMs, source = {}) {
   const q = answer.query || {};
   const img = $("#query-image");
   if (img.dataset.source !== "file" && (q.stored_url || q.image_url)) img.src = q.stored_url || q.image_url;
+  if (answer.image && answer.image.stored_url) img.src = answer.image.stored_url;
   const meta = [
     h("span", {}, `${(q.format || "").toUpperCase()} · ${q.width}×${q.height} · ${formatBytes(q.bytes || 0)}`),
     h("code", { title: q.sha256 }, `sha256 ${shortId(q.sha256)}`),
@@ -282,11 +352,20 @@ function renderResults(answer, totalMs) {
     );
   }
   const results = answer.results || [];
-  $("#results-title").textContent = results.length ? `Top ${results.length} of ${c.candidates || 0}` : "No results";
+  const others = source.similar ? Math.max(0, (c.candidates || 0) - 1) : c.candidates || 0;
+  $("#results-title").textContent = results.length ? `Top ${results.length} of ${others}` : "No similar image";
   if (!results.length && !answer.partial) {
-    showMessage(messages, "info", "No similar images:", c.candidates ? "nothing in the catalog resembles this image." : "the catalog is empty. Add images in the Catalog tab.");
+    const threshold = answer.min_score ? ` scores ${fmt3(answer.min_score)} or more` : " resembles it";
+    const why = others
+      ? `nothing else in the catalog${threshold}. Lower the minimum score to see the closest images anyway.`
+      : source.similar
+        ? "it is the only image in the catalog."
+        : "the catalog is empty. Add images in the Catalog tab.";
+    showMessage(messages, "info", "No similar image:", why);
   }
-  $("#results").replaceChildren(...results.map((r) => resultCard(r, q)));
+  const list = $("#results");
+  list.dataset.state = results.length ? "results" : "none";
+  list.replaceChildren(...results.map((r) => resultCard(r, q)));
 }
 
 function describeBatch(batch) {
@@ -311,6 +390,14 @@ function metric(label, value, title) {
     h("dt", {}, label),
     h("dd", {}, h("span", { class: "meter", "aria-hidden": "true" }, fill), h("span", { class: "num" }, fmt3(value))),
   );
+}
+
+// Below this score a result is rarely the same picture, so its "transform" claims nothing.
+const WEAK_SCORE = 0.4;
+
+function transformChip(r) {
+  if (r.score < WEAK_SCORE) return h("span", { class: "chip weak", title: "A low score: probably not the same picture" }, "weak match");
+  return r.transform ? h("span", { class: "chip", title: `transform: ${r.transform}` }, describeTransform(r.transform)) : null;
 }
 
 function resultCard(r, query) {
@@ -346,7 +433,7 @@ function resultCard(r, query) {
       h(
         "div",
         { class: "result-foot" },
-        r.transform ? h("span", { class: "chip", title: `transform: ${r.transform}` }, describeTransform(r.transform)) : null,
+        transformChip(r),
         r.page_url ? h("a", { href: r.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page") : null,
       ),
     ),
@@ -373,7 +460,7 @@ async function openMatch(result, query) {
   $("#match-info").replaceChildren(
     h("span", { class: `score ${scoreClass(result.score)}` }, `score ${fmt3(result.score)}`),
     h("span", {}, `SSIM ${fmt3(result.scores.ssim)} · ORB ${fmt3(result.scores.orb)} · Hist ${fmt3(result.scores.hist)}`),
-    result.transform ? h("span", { class: "chip" }, describeTransform(result.transform)) : null,
+    transformChip(result),
     h("span", { id: "match-count", role: "status" }, "Loading…"),
   );
   if (!dialog.open) dialog.showModal();
@@ -502,6 +589,11 @@ function catalogCard(rec) {
     ),
     h(
       "button",
+      { type: "button", class: "button small similar", "aria-label": `Find images similar to ${name}`, onclick: () => findSimilar(rec) },
+      "Find similar",
+    ),
+    h(
+      "button",
       { type: "button", class: "icon-button delete", "aria-label": `Delete ${name}`, title: "Delete", onclick: () => confirmDelete(rec, card) },
       trashIcon(),
     ),
@@ -509,6 +601,13 @@ function catalogCard(rec) {
   if (rec.stored_url) setThumb(card, rec.stored_url);
   else thumbObserver.observe(card);
   return card;
+}
+
+/** More like a catalog image: the search tab, with that image as the query. */
+function findSimilar(rec) {
+  selectTab("search");
+  $("#search-url").value = "";
+  runSearch({ similar: rec.id, name: rec.name });
 }
 
 function trashIcon() {
@@ -756,19 +855,26 @@ document.addEventListener("paste", (e) => {
 
 /* ---- start ------------------------------------------------------------------------------ */
 
-try {
-  const k = localStorage.getItem("pictrace.k");
-  if (k && [...$("#search-k").options].some((o) => o.value === k)) $("#search-k").value = k;
-} catch (_) {
-  /* storage disabled */
-}
-$("#search-k").addEventListener("change", (e) => {
+// The last choices of these controls are kept in the browser.
+const REMEMBERED = { "#search-k": "pictrace.k", "#search-min": "pictrace.minScore" };
+for (const [selector, key] of Object.entries(REMEMBERED)) {
+  const select = $(selector);
   try {
-    localStorage.setItem("pictrace.k", e.target.value);
+    const value = localStorage.getItem(key);
+    if (value && [...select.options].some((o) => o.value === value)) select.value = value;
   } catch (_) {
     /* storage disabled */
   }
-});
+  select.addEventListener("change", (e) => {
+    try {
+      localStorage.setItem(key, e.target.value);
+    } catch (_) {
+      /* storage disabled */
+    }
+  });
+}
 
-selectTab(location.hash === "#catalog" ? "catalog" : "search");
+const linked = linkedSearch();
+selectTab(linked || location.hash !== "#catalog" ? "search" : "catalog");
 checkHealth();
+if (linked) runSearch(linked);

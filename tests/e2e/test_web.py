@@ -163,6 +163,7 @@ def test_search_by_upload_ranks_the_original_first_and_draws_its_keypoints(stack
     query_path, query_bytes = write_query(tmp_path)
     open_page(page, stack)
     page.select_option("#search-k", "3")
+    page.select_option("#search-min", "0")  # every result, however weak
 
     page.set_input_files("#search-file", str(query_path))
     page.wait_for_selector("#results li.result[data-id]")
@@ -610,8 +611,68 @@ def test_result_cards_show_every_score_whole(stack, seeded, page, tmp_path, widt
     page.set_viewport_size({"width": width, "height": 900})
     open_page(page, stack)
     page.select_option("#search-k", "10")
+    page.select_option("#search-min", "0")
     page.set_input_files("#search-file", str(query_path))
     page.wait_for_selector("#results li.result[data-id]")
     assert page.locator("#results li.result").count() >= 1
     assert page.evaluate(CLIPPED) == []
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+def test_an_unrelated_image_finds_no_similar_image(stack, seeded, page, tmp_path):
+    moon = tmp_path / "moon.jpg"
+    moon.write_bytes(jpeg(sample_bgr("moon")))
+    open_page(page, stack)
+    assert page.input_value("#search-min") == "0.4"  # the default leaves unrelated pictures out
+    page.set_input_files("#search-file", str(moon))
+    page.wait_for_selector("#results[data-state=none]", state="attached")
+    assert page.locator("#results li").count() == 0
+    assert page.inner_text("#results-title") == "No similar image"
+    assert "No similar image:" in page.inner_text("#search-messages")
+    # With no threshold the closest pictures show, flagged as weak rather than "mirrored".
+    page.select_option("#search-min", "0")
+    page.set_input_files("#search-file", str(moon))
+    page.wait_for_selector("#results[data-state=results] li.result[data-id]")
+    chips = page.eval_on_selector_all("#results .chip", "els => els.map(e => e.textContent)")
+    assert chips and set(chips) == {"weak match"}
+
+
+def test_find_similar_from_a_catalog_card_and_its_link(stack, seeded, page, context, tmp_path):
+    copy = Client(stack.api_url).post("/images", *multipart("cat copy.jpg", jpeg(sample_bgr("chelsea")[40:-40, 30:-30])))
+    assert copy.status == 201
+    open_page(page, stack, "/#catalog")
+    card = page.locator(f".cat-card[data-id='{seeded['chelsea']}']")
+    card.locator("button.similar").click()
+    page.wait_for_selector("#results li.result[data-id]")
+    assert page.locator("#tab-search").get_attribute("aria-selected") == "true"
+    ids = result_ids(page)
+    assert ids[0] == copy.body["ids"][0] and seeded["chelsea"] not in ids
+    assert page.inner_text(".query-card h2") == "More like this image"
+    assert f"similar={seeded['chelsea']}" in page.url
+
+    # The address is a link to the same search.
+    other = context.new_page()
+    other.goto(page.url)
+    other.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(other) == ids
+    other.close()
+
+
+def test_an_uploaded_search_can_be_linked_to(stack, seeded, page, context, tmp_path):
+    query_path, query_bytes = write_query(tmp_path)
+    open_page(page, stack)
+    page.select_option("#search-k", "3")
+    page.select_option("#search-min", "0.3")
+    page.set_input_files("#search-file", str(query_path))
+    page.wait_for_selector("#results li.result[data-id]")
+    ids = result_ids(page)
+    sha = hashlib.sha256(query_bytes).hexdigest()
+    assert f"q={sha}" in page.url and "k=3" in page.url and "min_score=0.3" in page.url
+
+    other = context.new_page()
+    other.goto(page.url)
+    other.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(other) == ids
+    assert other.input_value("#search-k") == "3" and other.input_value("#search-min") == "0.3"
+    other.wait_for_function("() => document.querySelector('#query-image').naturalWidth > 0")
+    other.close()
