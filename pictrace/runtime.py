@@ -37,7 +37,12 @@ def build(config: Config) -> Services:
     if not config.bucket:
         raise RuntimeError("BUCKET_NAME is not set")
     store = _store(config)
-    clients = ClientsByTimeout(lambda cfg: boto3.client("lambda", config=cfg), config.score_timeout)
+    # A session of its own: shorter-timeout clients are made on first use,
+    # on whichever thread needs one, and boto3's default session is not
+    # safe to make clients from on several threads at once.
+    session = boto3.session.Session()
+    clients = ClientsByTimeout(lambda cfg: session.client("lambda", config=cfg), config.score_timeout)
+    clients(config.score_timeout)  # the usual one, made now rather than in the first search
     invoker = LambdaInvoker(
         clients,
         config.score_function,
