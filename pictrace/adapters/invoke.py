@@ -130,9 +130,9 @@ class LambdaInvoker:
             delay = random.uniform(0, self.backoff * 2 ** (attempt - 1)) if attempt else 0.0
             budget = self._budget(deadline, delay)
             if budget is None:
-                raise ScoringFailed(
-                    f"scoring stopped after {attempt} attempt(s): no time left for another ({last})"
-                )
+                if not attempt:
+                    raise ScoringFailed("no time left to start scoring this batch")
+                raise ScoringFailed(f"scoring stopped after {attempt} attempt(s): no time left for another ({last})")
             if delay:
                 self.sleep(delay)
             try:

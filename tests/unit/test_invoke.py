@@ -171,3 +171,10 @@ def test_keeps_time_publishes_the_contexts_time_left_to_the_fan_out() -> None:
     handler({}, Context())
     assert seen[0] is not None and 6.0 < seen[0] <= 7.0
     assert runtime.time_left() is None
+
+
+def test_a_batch_that_cannot_start_in_time_is_not_started() -> None:
+    service = FakeLambda(FakeTime())
+    [answer] = invoker(service, left=2.0).map([{"batch": "a"}])
+    assert isinstance(answer, ScoringFailed) and "no time left" in str(answer)
+    assert service.calls == []
