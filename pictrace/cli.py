@@ -489,16 +489,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (never raises for expected failures)."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        code = args.run(args)
+        code = _dispatch(argv)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return code
     except BrokenPipeError:
         # The reader has what it wanted (``| head``); say nothing more, write nothing more.
         _silence_stdout()
         return OK
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
+    """Parse and run, with every expected failure turned into its exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else (OK if exc.code is None else USAGE)
     except CliError as exc:
