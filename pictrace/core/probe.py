@@ -360,7 +360,8 @@ def _webp_orientation(data: bytes) -> int:
     return 1
 
 
-_TAG_WIDTH, _TAG_HEIGHT, _TAG_ORIENTATION = 256, 257, 274
+_TAG_WIDTH, _TAG_HEIGHT, _TAG_BITS, _TAG_PHOTOMETRIC, _TAG_ORIENTATION = 256, 257, 258, 262, 274
+_TAG_SAMPLES, _TAG_ROWS_PER_STRIP, _TAG_TILE_WIDTH, _TAG_TILE_LENGTH = 277, 278, 322, 323
 # TIFF field types that can hold an integer dimension: BYTE, SHORT, LONG, and
 # LONG8, which only BigTIFF defines (a classic file's 4-byte value field
 # cannot hold it, so there it is an unknown type like any other).
@@ -368,6 +369,9 @@ _INTEGER_TYPES = {1: "B", 3: "H", 4: "I"}
 _BIGTIFF_INTEGER_TYPES = {**_INTEGER_TYPES, 16: "Q"}
 # Longest array field read (BitsPerSample and friends have one value per sample).
 _MAX_VALUES = 16
+# libtiff refuses directories of more entries than this, and so do we: it
+# also bounds the work of probing a directory.
+_MAX_ENTRIES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,21 +410,28 @@ def _tiff_size(data: bytes) -> ImageInfo:
     if width is None or height is None:
         _corrupt("tiff", "first directory lacks ImageWidth or ImageLength")
     orientation = _valid_orientation(directory.single(_TAG_ORIENTATION, 1))
-    samples = directory.single(277, 1)
-    bits = max(directory.fields.get(258, (1,)))
+    channels, sample_bytes, buffer = _tiff_layout(directory, width, height)
+    return ImageInfo("tiff", width, height, orientation, channels, sample_bytes, 1, buffer)
+
+
+def _tiff_layout(directory: _Directory, width: int, height: int) -> tuple[int, int, int]:
+    """``(channels, sample_bytes, buffer_bytes)`` of decoding a TIFF directory with OpenCV."""
+    samples = directory.single(_TAG_SAMPLES, 1) or 1
+    bits = max(directory.fields.get(_TAG_BITS, (1,)))
     sample_bytes = next(size for size in (1, 2, 4, 8, bits) if bits <= 8 * size)
-    photometric = directory.single(262, -1)
+    photometric = directory.single(_TAG_PHOTOMETRIC, -1)
     grey_or_rgb = (samples == 1 and photometric in (0, 1)) or (samples == 3 and photometric == 2)
     # Other layouts (palette, YCbCr, CMYK, extra samples, ...) come out as BGRA.
-    channels = samples if grey_or_rgb else 4
-    # The decoder reads one tile (or strip of RowsPerStrip rows) at a time
-    # into a buffer of up to four samples per pixel.
-    if 322 in directory.fields:
-        tile = (directory.single(322, 0) or 0) * (directory.single(323, 0) or 0)
+    channels = samples if grey_or_rgb else max(samples, 4)
+    if _TAG_TILE_WIDTH in directory.fields:
+        tile = (directory.single(_TAG_TILE_WIDTH, 0) or 0) * (directory.single(_TAG_TILE_LENGTH, 0) or 0)
     else:
-        tile = width * min(directory.single(278, height) or height, height)
-    buffer = tile * max(channels, samples, 4) * sample_bytes
-    return ImageInfo("tiff", width, height, orientation, channels, sample_bytes, 1, buffer)
+        rows = directory.single(_TAG_ROWS_PER_STRIP, height) or height
+        tile = width * min(rows, height)
+    # One tile (or strip) at a time goes through a buffer, counted at four
+    # samples a pixel or more: unusual layouts are read as RGBA, and grey
+    # ones were measured to cost that much.
+    return channels, sample_bytes, tile * max(channels, 4) * sample_bytes
 
 
 def _first_ifd(data: bytes, fmt: str) -> _Directory:
@@ -442,6 +453,8 @@ def _first_ifd(data: bytes, fmt: str) -> _Directory:
     else:
         _corrupt(fmt, f"unknown TIFF version {version}")
     (count,) = _read(data, ifd, order + count_layout, fmt)
+    if count > _MAX_ENTRIES:
+        _corrupt(fmt, f"{count} entries in the first directory (at most {_MAX_ENTRIES})")
     first_entry = ifd + struct.calcsize(count_layout)
     if first_entry + count * entry_size > len(data):
         _cut_short(fmt)

@@ -389,3 +389,9 @@ def test_any_field_type_at_the_end_of_a_block_never_crashes(kind, tag):
     tiff = hostile.tiff_directory([(tag, kind, 1, 6)])
     with pytest.raises(CorruptImage):
         probe(tiff)
+
+
+def test_tiff_directory_with_too_many_entries_is_corrupt():
+    entries = [(256, 3, 1, 9), (257, 3, 1, 5)] + [(40000 + i, 3, 1, 0) for i in range(5000)]
+    with pytest.raises(CorruptImage, match="entries"):
+        probe(hostile.tiff_directory(entries))
