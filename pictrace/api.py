@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from pictrace.core import compact
-from pictrace.core.candidates import DEFAULT_PER_SIGNAL, CandidateQuery, candidates
+from pictrace.core.candidates import DEFAULT_PER_SIGNAL, CandidateQuery, candidates, query_side
 from pictrace.core.candidates import shortlist as merge_shortlist
 from pictrace.core.detail_file import DetailFile
 from pictrace.core.features import ImageFeatures, extract_features
@@ -43,8 +43,7 @@ def prepare_query(data: bytes, *, max_pixels: int = 50_000_000) -> Query:
 
 def candidate_query(query: Query) -> CandidateQuery:
     """The phase-1 side of a query."""
-    f = query.features
-    return CandidateQuery.of(f.thumb, compact.colour_counts(f), f.descriptors, query.mirror_descriptors)
+    return query_side(query)
 
 
 class LocalIndex:

@@ -31,8 +31,9 @@ class Config:
     # search
     default_k: int = 5
     max_k: int = 50
-    shortlist: int = 48
-    shard_size: int = 5000
+    shortlist: int = 32  # candidates each phase-1 signal sends to the rerank, catalog-wide
+    partition_rows: int = 65_536  # rows per phase-1 partition (at most 65,536: about 53 MB)
+    rerank_batch: int = 48  # shortlisted candidates per phase-2 invocation
     pending_batch: int = 500
     fanout_concurrency: int = 16
     score_retries: int = 3

@@ -15,6 +15,6 @@ tracer = Tracer()
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context) -> dict:
     s = services()
-    report = pack(s.store, s.config.shard_size, s.config.pack_grace_seconds)
+    report = pack(s.store, s.config.partition_rows, s.config.pack_grace_seconds)
     logger.info("pack run", extra=asdict(report))
     return asdict(report)

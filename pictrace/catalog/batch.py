@@ -1,8 +1,12 @@
-"""Scoring one batch: what the scoring function does per invocation.
+"""What the scoring function does per invocation: one phase-1 batch or one phase-2 batch.
 
-A batch is either a packed shard (``{"shard": key}``) or a list of pending
-one-row shards (``{"pending": [key, ...]}``).  Shards never change once
-written, so a warm function keeps the last few it loaded.
+* ``{"phase": "candidates", "batch": {"partition": key}}`` or
+  ``{"batch": {"pending": [key, ...]}}``: score every row of a packed
+  partition (or of pending one-row partitions) by the cheap signals and
+  return the partition's candidates.  Partitions never change once written,
+  so a warm function keeps the last few it loaded.
+* ``{"phase": "rerank", "candidates": [...]}``: read those candidates' detail
+  features and rank them by the three signals, cheapest first.
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ from typing import Mapping, Sequence
 
 from pictrace.adapters.s3 import S3Store
 from pictrace.catalog import layout
+from pictrace.core.candidates import Candidate, CandidateQuery, candidates, query_side
 from pictrace.core.features import ImageFeatures
-from pictrace.core.scoring import RANKINGS, Query, score_shard
-from pictrace.core.shard import Shard
-from pictrace.errors import BadRequest, NotFound
+from pictrace.core.partition import Partition
+from pictrace.core.rerank import RANKINGS, rerank
+from pictrace.core.scoring import Query
+from pictrace.errors import BadRequest, CorruptShard, NotFound
 
 _LOAD_THREADS = 16
+MAX_PER_SIGNAL = 256
+MAX_RERANK = 1024
 
 
 @dataclass
 class ShardCache:
-    """Least-recently-used cache of immutable objects (shards, query features).
+    """Least-recently-used cache of immutable objects (partitions, query features).
 
     Safe to share between threads (the local stack runs concurrent
     invocations in one process); ``load`` runs outside the lock, so two
@@ -49,70 +57,116 @@ class ShardCache:
         return value
 
 
-def score_batch(store: S3Store, event: Mapping, cache: ShardCache, shortlist: int) -> dict:
-    """Score the batch an invocation names; returns matches and counts as JSON-ready data."""
-    query_key, batch, k, ranking, exclude = _parse(event)
-    query = cache.get(query_key, lambda: Query(ImageFeatures.from_bytes(store.get(query_key))))
+def score_batch(store: S3Store, event: Mapping, cache: ShardCache, shortlist: int = 32) -> dict:
+    """Run the phase an invocation names; returns JSON-ready data."""
+    if not isinstance(event, Mapping):
+        raise BadRequest("malformed scoring event: not an object")
+    if event.get("phase", "candidates") == "rerank":
+        return rerank_batch(store, event, cache)
+    return candidate_batch(store, event, cache, shortlist)
+
+
+def _query(store: S3Store, key: str, cache: ShardCache) -> Query:
+    return cache.get(key, lambda: Query(ImageFeatures.from_bytes(store.get(key))))
+
+
+def _candidate_query(store: S3Store, key: str, cache: ShardCache) -> CandidateQuery:
+    return cache.get(key + "#phase1", lambda: query_side(_query(store, key, cache)))
+
+
+def candidate_batch(store: S3Store, event: Mapping, cache: ShardCache, per_signal: int) -> dict:
+    """Phase 1 over one partition or a list of pending rows."""
+    query_key, batch, exclude = _parse_common(event)
+    try:
+        per_signal = int(event.get("per_signal", per_signal))
+    except (TypeError, ValueError):
+        raise BadRequest("per_signal must be an integer") from None
+    if not 1 <= per_signal <= MAX_PER_SIGNAL:
+        raise BadRequest(f"per_signal must be from 1 to {MAX_PER_SIGNAL}")
     vanished = 0
-    if "shard" in batch:
-        shard = cache.get(batch["shard"], lambda: Shard.from_bytes(store.get(batch["shard"])))
+    damaged: list[str] = []
+    if "partition" in batch:
+        part = cache.get(batch["partition"], lambda: Partition.from_bytes(store.get(batch["partition"])))
     else:
-        shards = []
+        parts = []
         for key in batch["pending"]:
             try:
-                shards.append(Shard.from_bytes(store.get(key)))
+                parts.append(Partition.from_bytes(store.get(key)))
             except NotFound:
                 vanished += 1  # packed and cleaned, or deleted, since the plan was made
-        shard = Shard.concat(shards)
-
-    missing: list[str] = []
-
-    def load(ids: Sequence[str]) -> dict[str, ImageFeatures]:
-        found = _load_features(store, ids)
-        missing.extend(i for i in ids if i not in found)
-        return found
-
-    matches = score_shard(query, shard, load, k=k, ranking=ranking, shortlist=shortlist, exclude=exclude)
+            except CorruptShard:
+                damaged.append(key)  # one damaged row must not hide the others
+        part = Partition.concat(parts)
+    found = candidates(_candidate_query(store, query_key, cache), part, per_signal=per_signal, exclude=exclude)
     return {
-        "matches": [m.to_dict() for m in matches],
-        "candidates": len(shard) - len(set(exclude) & {str(i) for i in shard.ids}),
-        "scored": len(matches),
-        "vanished": vanished + len(missing),
+        "candidates": [c.to_dict() for c in found],
+        "rows": len(part) - len(set(exclude) & set(part.id_list())),
+        "vanished": vanished,
+        "damaged": damaged,
     }
 
 
-def _load_features(store: S3Store, ids: Sequence[str]) -> dict[str, ImageFeatures]:
-    def one(sha: str) -> tuple[str, ImageFeatures | None]:
+def rerank_batch(store: S3Store, event: Mapping, cache: ShardCache) -> dict:
+    """Phase 2 over a batch of the global shortlist."""
+    try:
+        query_key = str(event["query"])
+        k = int(event.get("k", 5))
+        ranking = str(event.get("ranking", "default"))
+        raw = event["candidates"]
+        if not isinstance(raw, list) or len(raw) > MAX_RERANK:
+            raise ValueError(f"candidates must be a list of at most {MAX_RERANK}")
+        shortlist = [Candidate.from_dict(c) for c in raw]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadRequest(f"malformed rerank event: {exc}") from None
+    if not query_key.startswith(layout.QUERIES):
+        raise BadRequest("query must be a key under queries/")
+    if ranking not in RANKINGS or not 1 <= k <= 1000:
+        raise BadRequest("bad k or ranking in scoring event")
+    if not all(layout.is_image_id(c.id) for c in shortlist):
+        raise BadRequest("candidate ids must be image ids")
+    details, damaged = _load_features(store, [c.id for c in shortlist])
+    matches, work = rerank(_query(store, query_key, cache), shortlist, details, k=k, ranking=ranking)
+    return {
+        "matches": [m.to_dict() for m in matches],
+        "work": work.to_dict(),
+        "vanished": len(shortlist) - len(details) - len(damaged),
+        "damaged": damaged,
+    }
+
+
+def _load_features(store: S3Store, ids: Sequence[str]) -> tuple[dict[str, ImageFeatures], list[str]]:
+    def one(sha: str) -> tuple[str, ImageFeatures | None, bool]:
         try:
-            return sha, ImageFeatures.from_bytes(store.get(layout.features_key(sha)))
+            return sha, ImageFeatures.from_bytes(store.get(layout.features_key(sha))), False
         except NotFound:
-            return sha, None  # deleted while this search ran
+            return sha, None, False  # deleted while this search ran
+        except CorruptShard:
+            return sha, None, True  # damaged: reported, the rest of the batch still scores
 
     if not ids:
-        return {}
+        return {}, []
     with ThreadPoolExecutor(max_workers=min(_LOAD_THREADS, len(ids))) as pool:
-        return {sha: f for sha, f in pool.map(one, ids) if f is not None}
+        loaded = list(pool.map(one, ids))
+    return {sha: f for sha, f, _ in loaded if f is not None}, [layout.features_key(s) for s, _, bad in loaded if bad]
 
 
-def _parse(event: Mapping) -> tuple[str, dict, int, str, list[str]]:
+def _parse_common(event: Mapping) -> tuple[str, dict, list[str]]:
     try:
         query_key = str(event["query"])
         batch = dict(event["batch"])
-        k = int(event.get("k", 5))
-        ranking = str(event.get("ranking", "default"))
         exclude = [str(x) for x in event.get("exclude", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest(f"malformed scoring event: {exc}") from None
     if not query_key.startswith(layout.QUERIES):
         raise BadRequest("query must be a key under queries/")
-    if "shard" in batch:
-        if not str(batch["shard"]).startswith(layout.SHARDS):
-            raise BadRequest("batch shard must be a key under index/shards/")
+    if "partition" in batch:
+        if not str(batch["partition"]).startswith(layout.PARTITIONS):
+            raise BadRequest("batch partition must be a key under index/partitions/")
     elif "pending" in batch:
-        if not all(str(key).startswith(layout.PENDING) for key in batch["pending"]):
+        if not isinstance(batch["pending"], list) or not all(
+            str(key).startswith(layout.PENDING) for key in batch["pending"]
+        ):
             raise BadRequest("batch pending keys must be under index/pending/")
     else:
-        raise BadRequest("batch needs 'shard' or 'pending'")
-    if ranking not in RANKINGS or not 1 <= k <= 1000:
-        raise BadRequest("bad k or ranking in scoring event")
-    return query_key, batch, k, ranking, exclude
+        raise BadRequest("batch needs 'partition' or 'pending'")
+    return query_key, batch, exclude

@@ -29,7 +29,8 @@ from pictrace.catalog.records import ImageRecord
 from pictrace.config import Config
 from pictrace.core.features import ImageFeatures, extract_features
 from pictrace.core.probe import probe
-from pictrace.core.shard import Shard
+from pictrace.core.compact import index_row
+from pictrace.core.partition import Partition
 from pictrace.errors import BadRequest, DamagedRecord, NotFound, PayloadTooLarge
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "bmp": "bmp", "tiff": "tif", "gif": "gif"}
@@ -137,8 +138,8 @@ class Catalog:
 
     @staticmethod
     def _pending_row(features: ImageFeatures, record: ImageRecord) -> bytes:
-        """The one-row pending shard that makes ``record`` searchable."""
-        return Shard.build([(features, record.shard_meta())]).to_bytes()
+        """The one-row pending partition that makes ``record`` searchable."""
+        return Partition.build([index_row(features)]).to_bytes()
 
     def _settle(self, written: ImageRecord, features: ImageFeatures, original: bytes | None) -> None:
         """After an add: make the image's objects agree with its record as it is now.

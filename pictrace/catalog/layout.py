@@ -10,10 +10,12 @@
     index/records/<sha256>.json      one record per catalog image
     index/features/<sha256>.npz      detail features per catalog image
     index/by-key/<sha256 of key>     original key -> image id (for ObjectRemoved events)
-    index/pending/<sha256>.npz       one-row shards added since the last pack
-    index/tombstones/<sha256>        deleted ids, until packing drops them from shards
-    index/shards/<uuid>.npz          packed shards
-    index/manifest.json              the list of live shards
+    index/pending/<sha256>.npz       one-row partitions added since the last pack
+    index/tombstones/<sha256>        deleted ids, until packing drops them from partitions
+    index/partitions/<uuid>.npz      packed phase-1 partitions
+    index/manifest.json              the list of live partitions
+    index/shards/<uuid>.npz          shards of the index format before partitions
+                                     (read by nothing; `pictrace reindex` removes them)
 
 Prefixes that functions write (index/, queries/, results/) are disjoint from
 the prefixes that trigger them (catalog/, incoming/), so no function can
@@ -36,6 +38,7 @@ FEATURES = "index/features/"
 BY_KEY = "index/by-key/"
 PENDING = "index/pending/"
 TOMBSTONES = "index/tombstones/"
+PARTITIONS = "index/partitions/"
 SHARDS = "index/shards/"
 MANIFEST = "index/manifest.json"
 
@@ -74,8 +77,8 @@ def tombstone_key(sha: str) -> str:
     return f"{TOMBSTONES}{sha}"
 
 
-def new_shard_key() -> str:
-    return f"{SHARDS}{uuid.uuid4().hex}.npz"
+def new_partition_key() -> str:
+    return f"{PARTITIONS}{uuid.uuid4().hex}.npz"
 
 
 def query_key(sha: str) -> str:

@@ -1,14 +1,14 @@
-"""Packing: folding pending one-row shards into large shards.
+"""Packing: folding pending one-row partitions into large partitions.
 
-The manifest (``index/manifest.json``) lists the live shards.  One pack run:
+The manifest (``index/manifest.json``) lists the live partitions.  One pack run:
 
 1. reads the manifest and its ETag, the pending rows and the tombstones;
-2. rewrites the shards that hold newly tombstoned ids, appends pending rows
-   to the last shard while it has room and starts new shards for the rest;
-3. writes the new shards under fresh keys, then swaps the manifest with a
+2. rewrites the partitions that hold newly tombstoned ids, appends pending
+   rows to the last partition while it has room and starts new ones for the rest;
+3. writes the new partitions under fresh keys, then swaps the manifest with a
    conditional write (``If-Match``), so two runs racing cannot lose each
    other's work: the loser removes what it wrote and the next run redoes it;
-4. deletes what earlier runs made redundant (pending rows, retired shards,
+4. deletes what earlier runs made redundant (pending rows, retired partitions,
    tombstones) only once that is older than a grace period, so a search that
    read an older manifest still finds every object it names.
 
@@ -25,18 +25,19 @@ from dataclasses import dataclass
 
 from pictrace.adapters.s3 import PreconditionFailed, S3Store
 from pictrace.catalog import layout
-from pictrace.core.shard import Shard
+from pictrace.core.partition import Partition
 from pictrace.errors import CorruptShard, NotFound
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+REINDEX_HINT = "run `pictrace reindex` to rebuild the index in the current format"
 
 
 @dataclass
 class Manifest:
-    shards: list[dict]  # {"key", "count"}
-    packed: dict[str, dict]  # pending id -> {"etag", "at"}: row is in a shard since "at"
-    tombstoned: dict[str, dict]  # tombstone id -> {"etag", "at"}: no shard holds the id since "at"
-    retired: dict[str, float]  # shard key -> when it left the manifest
+    partitions: list[dict]  # {"key", "count"}
+    packed: dict[str, dict]  # pending id -> {"etag", "at"}: row is in a partition since "at"
+    tombstoned: dict[str, dict]  # tombstone id -> {"etag", "at"}: no partition holds the id since "at"
+    retired: dict[str, float]  # partition key -> when it left the manifest
     etag: str | None = None
 
     @classmethod
@@ -47,16 +48,23 @@ class Manifest:
             return cls([], {}, {}, {}, None)
         try:
             raw = json.loads(data)
-            if raw.get("version") != MANIFEST_VERSION:
-                raise ValueError(raw.get("version"))
-            return cls(raw["shards"], raw["packed"], raw["tombstoned"], raw["retired"], etag)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise CorruptShard("index/manifest.json is not a PicTrace manifest") from None
+            version = raw.get("version")
+        except (ValueError, AttributeError):
+            raise CorruptShard("index/manifest.json is not a PicTrace manifest", object=layout.MANIFEST) from None
+        if version != MANIFEST_VERSION:
+            raise CorruptShard(
+                f"index/manifest.json is version {version!r}, not {MANIFEST_VERSION}: {REINDEX_HINT}",
+                object=layout.MANIFEST,
+            )
+        try:
+            return cls(raw["partitions"], raw["packed"], raw["tombstoned"], raw["retired"], etag)
+        except (KeyError, TypeError):
+            raise CorruptShard("index/manifest.json is not a PicTrace manifest", object=layout.MANIFEST) from None
 
     def to_json(self) -> bytes:
         body = {
             "version": MANIFEST_VERSION,
-            "shards": self.shards,
+            "partitions": self.partitions,
             "packed": self.packed,
             "tombstoned": self.tombstoned,
             "retired": self.retired,
@@ -65,20 +73,24 @@ class Manifest:
 
     @property
     def size(self) -> int:
-        return sum(int(s["count"]) for s in self.shards)
+        return sum(int(s["count"]) for s in self.partitions)
 
 
 @dataclass(frozen=True)
 class PackReport:
-    packed: int  # pending rows moved into shards
-    dropped: int  # deleted rows removed from shards
-    shards_written: int
+    packed: int  # pending rows moved into partitions
+    dropped: int  # deleted rows removed from partitions
+    partitions_written: int
     swapped: bool  # False when another run changed the manifest first
     cleaned: int  # objects deleted after their grace period
 
 
-def pack(store: S3Store, shard_size: int, grace_seconds: float, now: float | None = None) -> PackReport:
-    """One pack run; safe to run concurrently with adds, deletes, searches and itself."""
+def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float | None = None) -> PackReport:
+    """One pack run; safe to run concurrently with adds, deletes, searches and itself.
+
+    A damaged pending row is left where it is (and reported by searches),
+    so it cannot stop the others from being packed.
+    """
     now = time.time() if now is None else now
     manifest = Manifest.load(store)
     tombs = _by_id(store.list_etags(layout.TOMBSTONES), layout.TOMBSTONES)
@@ -87,35 +99,38 @@ def pack(store: S3Store, shard_size: int, grace_seconds: float, now: float | Non
     new_pending = {i: e for i, e in pendings.items() if manifest.packed.get(i, {}).get("etag") != e}
 
     rows = []
-    for sha in new_pending:
+    for sha in list(new_pending):
         try:
-            rows.extend(Shard.from_bytes(store.get(layout.pending_key(sha))).rows())
+            rows.extend(Partition.from_bytes(store.get(layout.pending_key(sha))).rows())
         except NotFound:
             continue  # deleted since we listed it
-    rows = [r for r in rows if r[0] not in tombs]
+        except CorruptShard:
+            del new_pending[sha]  # not packed: a repair (the image added again) rewrites it
+    rows = [r for r in rows if r.sha256 not in tombs]
 
-    tail = manifest.shards[-1] if rows and manifest.shards and manifest.shards[-1]["count"] < shard_size else None
+    last = manifest.partitions[-1] if manifest.partitions else None
+    tail = last if rows and last and last["count"] < partition_rows else None
     kept, reopened, dropped = [], [], 0
-    for entry in manifest.shards:
+    for entry in manifest.partitions:
         if new_tombs or entry is tail:
-            shard = Shard.from_bytes(store.get(entry["key"]))
-            hit = [str(i) for i in shard.ids if str(i) in new_tombs]
+            part = Partition.from_bytes(store.get(entry["key"]))
+            hit = [i for i in part.id_list() if i in new_tombs]
             if hit or entry is tail:
                 dropped += len(hit)
-                reopened.extend(shard.without(hit).rows())
+                reopened.extend(part.without(hit).rows())
                 manifest.retired[entry["key"]] = now
                 continue
         kept.append(entry)
 
-    merged = Shard.from_rows(reopened + rows).rows()
+    merged = _unique(reopened + rows)
     written = []
-    for start in range(0, len(merged), shard_size):
-        part = Shard.from_rows(merged[start : start + shard_size])
-        key = layout.new_shard_key()
+    for start in range(0, len(merged), partition_rows):
+        part = Partition.build(merged[start : start + partition_rows])
+        key = layout.new_partition_key()
         store.put(key, part.to_bytes())
         written.append({"key": key, "count": len(part)})
 
-    manifest.shards = kept + written
+    manifest.partitions = kept + written
     for sha in new_pending:
         # A row left out for a tombstone is not recorded as packed: the
         # tombstone may belong to a delete that a re-add (which wrote this
@@ -143,13 +158,23 @@ def pack(store: S3Store, shard_size: int, grace_seconds: float, now: float | Non
     return PackReport(len(rows), dropped, len(written), True, sum(len(v) for v in doomed.values()))
 
 
+def _unique(rows: list) -> list:
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row.sha256 not in seen:
+            seen.add(row.sha256)
+            out.append(row)
+    return out
+
+
 def _by_id(etags: dict[str, str], prefix: str) -> dict[str, str]:
     return {layout.id_from(k, prefix): e for k, e in etags.items()}
 
 
 def _expire(manifest: Manifest, pendings: dict, tombs: dict, before: float) -> dict[str, list[str]]:
     """Forget entries older than ``before``; return the object keys that may now go."""
-    doomed: dict[str, list[str]] = {"pending": [], "tombstones": [], "shards": []}
+    doomed: dict[str, list[str]] = {"pending": [], "tombstones": [], "partitions": []}
     for sha, info in list(manifest.packed.items()):
         if info["at"] < before:
             del manifest.packed[sha]
@@ -166,5 +191,5 @@ def _expire(manifest: Manifest, pendings: dict, tombs: dict, before: float) -> d
     for key, at in list(manifest.retired.items()):
         if at < before:
             del manifest.retired[key]
-            doomed["shards"].append(key)
+            doomed["partitions"].append(key)
     return doomed

@@ -58,8 +58,8 @@ class ImageRecord:
             raise DamagedRecord(f"{where} has a malformed 'id'", object=where)
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
-    def shard_meta(self) -> dict:
-        """The part of the record a search result needs, carried in the shard row."""
+    def result_meta(self) -> dict:
+        """The part of the record a search result needs."""
         return {
             "key": self.key,
             "name": self.name,

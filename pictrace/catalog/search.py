@@ -1,26 +1,38 @@
-"""A search over the whole catalog: plan batches, fan out, merge.
+"""A search over the whole catalog, in two phases of fanned-out invocations.
 
-The plan reads three small things and never lists the whole bucket: the
-pending prefix (images added since the last pack), the tombstones (deleted
-images not yet packed away) and the manifest (packed shards).  Pending is
-listed *before* the manifest is read; packing keeps pending rows for a grace
-period after they enter a shard, so every image is in one or the other.
+1. **Candidates.** The plan reads three small things and never lists the
+   whole bucket: the pending prefix (images added since the last pack), the
+   tombstones (deleted images not yet packed away) and the manifest (packed
+   partitions).  One invocation per partition, and one per batch of pending
+   rows, scores every row by cheap signals and returns its best candidates.
+2. **Rerank.** The candidates merge into one global shortlist (at most
+   four signals times ``shortlist`` images, whatever the catalog's size);
+   one invocation per ``rerank_batch`` of it reads those images' detail
+   features and ranks them by the three signals.  The best ``k`` of all
+   batches are the answer; the records of those ``k`` name them.
+
+Pending is listed *before* the manifest is read; packing keeps pending rows
+for a grace period after they enter a partition, so every image is in one
+or the other.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 from pictrace.catalog import layout
 from pictrace.catalog.catalog import Catalog
 from pictrace.catalog.packing import Manifest
 from pictrace.config import Config
+from pictrace.core.candidates import Candidate, shortlist
 from pictrace.core.merge import merge_topk
 from pictrace.core.probe import probe
-from pictrace.core.scoring import RANKINGS, Match, query_from_bytes
-from pictrace.errors import BadRequest, PayloadTooLarge, ScoringFailed
+from pictrace.core.rerank import RANKINGS
+from pictrace.core.scoring import Match, query_from_bytes
+from pictrace.errors import BadRequest, DamagedRecord, PayloadTooLarge, ScoringFailed
 
 
 class Invoker(Protocol):
@@ -39,13 +51,13 @@ def plan(catalog: Catalog) -> Plan:
     listed = store.list_etags(layout.PENDING)
     exclude = sorted(catalog.tombstones())
     manifest = Manifest.load(store)
-    # Rows already packed into a listed shard (same ETag) are scored there.
+    # Rows already packed into a listed partition (same ETag) are scored there.
     pending = [
         key
         for key, etag in listed.items()
         if manifest.packed.get(layout.id_from(key, layout.PENDING), {}).get("etag") != etag
     ]
-    batches: list[dict] = [{"shard": s["key"]} for s in manifest.shards]
+    batches: list[dict] = [{"partition": s["key"]} for s in manifest.partitions]
     for start in range(0, len(pending), config.pending_batch):
         batches.append({"pending": pending[start : start + config.pending_batch]})
     return Plan(batches, exclude, manifest.size + len(pending))
@@ -85,25 +97,40 @@ def search(
     sha = query.features.sha256
     query_s3_key = catalog.store_query(data, query.features)
     the_plan = plan(catalog)
-    payloads = [
+    query_key = layout.query_features_key(sha)
+
+    phase1 = [
         {
-            "query": layout.query_features_key(sha),
+            "phase": "candidates",
+            "query": query_key,
             "batch": batch,
-            "k": k,
-            "ranking": ranking,
+            "per_signal": config.shortlist,
             "exclude": sorted({*the_plan.exclude, *exclude}),
         }
         for batch in the_plan.batches
     ]
-    answers = invoker.map(payloads)
-    good = [a for a in answers if not isinstance(a, ScoringFailed)]
-    failed = [
-        {"batch": p["batch"], "error": str(a)}
-        for p, a in zip(payloads, answers)
-        if isinstance(a, ScoringFailed)
+    answers1 = invoker.map(phase1)
+    failed = _failures(phase1, answers1, lambda p: p["batch"])
+    found = [Candidate.from_dict(c) for a in answers1 if not isinstance(a, ScoringFailed) for c in a["candidates"]]
+    short = shortlist(found, config.shortlist)
+
+    step = max(1, config.rerank_batch)
+    phase2 = [
+        {
+            "phase": "rerank",
+            "query": query_key,
+            "candidates": [c.to_dict() for c in short[start : start + step]],
+            "k": k,
+            "ranking": ranking,
+        }
+        for start in range(0, len(short), step)
     ]
-    merged = merge_topk(([Match.from_dict(m) for m in a["matches"]] for a in good), k)
-    merged = [m for m in merged if m.score >= min_score]
+    answers2 = invoker.map(phase2) if phase2 else []
+    failed += _failures(phase2, answers2, lambda p: {"rerank": len(p["candidates"])})
+    good2 = [a for a in answers2 if not isinstance(a, ScoringFailed)]
+    merged = merge_topk(([Match.from_dict(m) for m in a["matches"]] for a in good2), k)
+    merged = _named([m for m in merged if m.score >= min_score], catalog)
+    damaged = [key for a in (*answers1, *answers2) if not isinstance(a, ScoringFailed) for key in a.get("damaged", [])]
     return {
         "query": {
             "sha256": sha,
@@ -120,14 +147,41 @@ def search(
         "results": [_result(catalog, rank, m) for rank, m in enumerate(merged, 1)],
         "counts": {
             "candidates": the_plan.candidates,
-            "scored_candidates": sum(int(a.get("candidates", 0)) for a in good),
-            "batches": len(payloads),
+            "shortlist": len(short),
+            "scored_candidates": sum(int(a.get("work", {}).get("candidates", 0)) for a in good2),
+            "fully_scored": sum(int(a.get("work", {}).get("full", 0)) for a in good2),
+            "batches": len(phase1),
+            "rerank_batches": len(phase2),
             "failed_batches": len(failed),
         },
-        "partial": bool(failed),
+        # Damaged objects hide their images, so the answer may lack them too.
+        "partial": bool(failed or damaged),
         "failed_batches": failed,
+        "damaged_objects": sorted(set(damaged)),
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
+
+
+def _failures(payloads: list[dict], answers: list, describe) -> list[dict]:
+    return [
+        {"batch": describe(p), "error": str(a)} for p, a in zip(payloads, answers) if isinstance(a, ScoringFailed)
+    ]
+
+
+def _named(matches: list[Match], catalog: Catalog) -> list[Match]:
+    """The matches with their records' names and keys; images deleted meanwhile drop out."""
+
+    def record(m: Match):
+        try:
+            return catalog.find(m.id)
+        except DamagedRecord:
+            return None
+
+    if not matches:
+        return []
+    with ThreadPoolExecutor(max_workers=min(16, len(matches))) as pool:
+        records = list(pool.map(record, matches))
+    return [replace(m, meta=r.result_meta()) for m, r in zip(matches, records) if r is not None]
 
 
 def _result(catalog: Catalog, rank: int, m: Match) -> dict:

@@ -61,6 +61,12 @@ class CandidateQuery:
         )
 
 
+def query_side(query) -> CandidateQuery:
+    """The phase-1 side of a :class:`pictrace.core.scoring.Query`."""
+    f = query.features
+    return CandidateQuery.of(f.thumb, compact.colour_counts(f), f.descriptors, query.mirror_descriptors)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A row phase 1 sends on, with the cheap scores that chose it."""
@@ -68,8 +74,23 @@ class Candidate:
     id: str
     layout: float
     colour: float
-    words: float
+    own_words: int  # query descriptors meeting the row's words
+    mirror_words: int  # the same for the query's mirror image
     orientation: int  # the symmetry of the query that best lines it up with this row
+
+    @property
+    def words(self) -> int:
+        return max(self.own_words, self.mirror_words)
+
+    @property
+    def mirror_is_clear(self) -> bool:
+        """Whether the words tell a mirror image from an unmirrored one beyond doubt.
+
+        Repetitive or symmetric pictures (coins, tiles, faces) meet about as
+        many words either way; then phase 2 matches both.
+        """
+        lo, hi = sorted((self.own_words, self.mirror_words))
+        return hi >= 2 * lo + 4
 
     def signal(self, name: str) -> float:
         return self.layout + self.colour if name == "blend" else getattr(self, name)
@@ -79,7 +100,7 @@ class Candidate:
             "id": self.id,
             "layout": round(self.layout, 6),
             "colour": round(self.colour, 6),
-            "words": self.words,
+            "words": [self.own_words, self.mirror_words],
             "orientation": self.orientation,
         }
 
@@ -88,7 +109,8 @@ class Candidate:
         orientation = int(d["orientation"])
         if not 0 <= orientation < len(transforms.DIHEDRAL):
             raise ValueError(f"orientation {orientation} is out of range")
-        return cls(str(d["id"]), float(d["layout"]), float(d["colour"]), float(d["words"]), orientation)
+        own, mirror = (int(w) for w in d["words"])
+        return cls(str(d["id"]), float(d["layout"]), float(d["colour"]), own, mirror, orientation)
 
 
 def candidates(
@@ -118,7 +140,7 @@ def candidates(
         picked.update(int(r) for r in _top(masked, per_signal) if np.isfinite(masked[r]))
     ids = partition.id_list()
     return [
-        Candidate(ids[r], float(layout[r]), float(colour[r]), float(words[r]), int(orientation[r]))
+        Candidate(ids[r], float(layout[r]), float(colour[r]), int(shared[0, r]), int(shared[1, r]), int(orientation[r]))
         for r in sorted(picked)
     ]
 

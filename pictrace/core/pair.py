@@ -1,17 +1,21 @@
 """Comparing two images: the signals a search would report for one pair, and why.
 
-The pair is scored by :func:`pictrace.core.scoring.score_shard` on a shard of
-one image, so the score, the signals and the transform are exactly those a
-search of ``a`` would give ``b`` as a result; nothing here re-implements them.
+The pair goes through both phases of a search on a partition of one image
+(:mod:`pictrace.core.candidates`, then :mod:`pictrace.core.rerank`), so the
+score, the signals and the transform are exactly those a search of ``a``
+would give ``b`` as a result; nothing here re-implements them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pictrace.core.candidates import candidates, query_side
+from pictrace.core.compact import index_row
 from pictrace.core.features import ImageFeatures
-from pictrace.core.scoring import Match, Query, matched_points, score_shard
-from pictrace.core.shard import Shard
+from pictrace.core.partition import Partition
+from pictrace.core.rerank import rerank
+from pictrace.core.scoring import Match, Query, matched_points
 
 # Enough lines to draw without burying the two images; the count is always exact.
 MAX_PAIRS = 200
@@ -47,8 +51,8 @@ def compare(a: Query, b: ImageFeatures, *, ranking: str = "default", max_pairs: 
     more than ``max_pairs`` matched pairs, an evenly spaced subset is kept
     (the order follows ``a``'s keypoints, so the subset spreads over it).
     """
-    shard = Shard.build([(b, {})])
-    found = score_shard(a, shard, lambda ids: {b.sha256: b}, k=1, ranking=ranking)
+    shortlist = candidates(query_side(a), Partition.build([index_row(b)]), per_signal=1)
+    found, _ = rerank(a, shortlist, {b.sha256: b}, k=1, ranking=ranking)
     pairs, mirrored = matched_points(a.features, b)
     return Comparison(found[0], spread(pairs, max_pairs), len(pairs), mirrored)
 

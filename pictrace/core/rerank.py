@@ -64,6 +64,7 @@ class _Cheap:
     hist: float
     pairs: list
     mirrored: bool
+    orientation: int
 
     @property
     def bound(self) -> float:
@@ -110,17 +111,30 @@ def rerank(
 
 def _cheap(query: Query, cand: Candidate, features: ImageFeatures) -> _Cheap:
     # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
-    # The mirrored keypoints are tried only when phase 1 says the query is a
-    # mirror image of this candidate: matching costs most of this step.
-    mirrored = transforms.is_mirror(cand.orientation) and query.mirror_descriptors is not None
-    descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
-    pairs = good_matches(descriptors, features.descriptors)
-    orb = orb_share(len(pairs), len(descriptors), ORB_MIN_KEYPOINTS)
-    return _Cheap(cand, features, orb, hist_similarity(query, features), pairs, mirrored)
+    # Matching costs most of this step, so the query's mirrored keypoints are
+    # matched only when phase 1 says the query is mirrored, and both sets
+    # only when its words could not tell.
+    has_mirror = query.mirror_descriptors is not None
+    sides = [transforms.is_mirror(cand.orientation) and has_mirror]
+    if has_mirror and not cand.mirror_is_clear:
+        sides = [False, True]
+    best = None
+    for mirrored in sides:
+        descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
+        pairs = good_matches(descriptors, features.descriptors)
+        if best is None or len(pairs) > len(best[1]):
+            best = (mirrored, pairs, len(descriptors))
+    mirrored, pairs, n = best
+    orientation = cand.orientation
+    if mirrored != transforms.is_mirror(orientation):
+        # The keypoints overrule phase 1's guess: take the upright symmetry of that side.
+        orientation = transforms.DIHEDRAL.index((mirrored, 0))
+    orb = orb_share(len(pairs), n, ORB_MIN_KEYPOINTS)
+    return _Cheap(cand, features, orb, hist_similarity(query, features), pairs, mirrored, orientation)
 
 
 def _full(query: Query, c: _Cheap) -> Match:
-    orientation = c.candidate.orientation
+    orientation = c.orientation
     h = match_homography(query, c.features, c.pairs, c.mirrored)
     if h is not None:
         # Matched keypoints know the turn better than the coarse layout does.

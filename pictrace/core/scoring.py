@@ -1,4 +1,4 @@
-"""Scoring a query against one shard of candidates.
+"""The three signals of one query against one candidate, and what they share.
 
 Both rankings report the original PicTrace's three signals per result and
 rank by their mean:
@@ -7,17 +7,15 @@ rank by their mean:
 * ``orb``:  ORB matches passing Lowe's ratio test (0.75) / query keypoints,
 * ``hist``: correlation of the 32x32x32 BGR histograms.
 
-``seed`` computes them for every candidate exactly as the original did
-(FLANN LSH matching, identity orientation).  ``default`` first ranks all
-candidates by cheap signals read from the shard (layout under the eight
-square symmetries and coarse colour, one matrix product; shared visual
-words, one look-up in the shard's inverted index), then computes the three
-signals only for a shortlist, made robust to common edits: SSIM in the
-query's best symmetry, for a crop also over the square of the candidate it
-fills, and with the candidate warped onto the query by the homography of
-their ORB matches (:mod:`pictrace.core.align`); ORB with the query's mirror
-image's keypoints when that symmetry is a mirror; histograms also compared
-with brightness and contrast undone (:mod:`pictrace.core.tone`).
+``seed`` computes them exactly as the original did (FLANN LSH matching,
+identity orientation).  ``default`` makes them robust to common edits:
+SSIM in the query's best symmetry, for a crop also over the square of the
+candidate it fills, and with the candidate warped onto the query by the
+homography of their ORB matches (:mod:`pictrace.core.align`); ORB with the
+query's mirror image's keypoints when the query is mirrored; histograms
+also compared with brightness and contrast undone (:mod:`pictrace.core.tone`).
+Which candidates get scored, and in which order, is the search's business
+(:mod:`pictrace.core.candidates`, :mod:`pictrace.core.rerank`).
 """
 
 from __future__ import annotations
@@ -35,32 +33,21 @@ import numpy as np
 from pictrace.core import align, transforms
 from pictrace.core.features import (
     DECODE_SIDE,
-    GIST_SIDE,
     HIST_BINS,
     ImageFeatures,
-    dense_histogram,
     features_from_image,
     orb_features,
     canonical_square,
-    visual_words,
 )
 from pictrace.core.decode import decode
 from pictrace.core.probe import probe
-from pictrace.core.shard import Shard
 from pictrace.core.ssim import SSIMStats, ssim_from_stats, ssim_stats
 from pictrace.core.tone import tone_normalised
-from pictrace.errors import BadRequest
 
-RANKINGS = ("default", "seed")
 RATIO = 0.75
-DEFAULT_SHORTLIST = 48
 _HIST_N = HIST_BINS**3
 # ORB shares in the default ranking count at least this many query keypoints.
 ORB_MIN_KEYPOINTS = 50
-# Layout similarity at which a quarter turn of the query is believed.
-TRUSTED_LAYOUT = 0.5
-# Word scores are divided by the square root of a row's word count, at least this.
-WORD_NORM_FLOOR = 64
 # A query whose histogram has this share of its (squared) mass on the grey
 # diagonal B = G = R is treated as colourless.
 COLOURLESS_SHARE = 0.99
@@ -69,9 +56,6 @@ _B, _G, _R = _BINS // HIST_BINS**2, (_BINS // HIST_BINS) % HIST_BINS, _BINS % HI
 _GREY = (_B == _G) & (_G == _R)
 # ITU-R BT.601 weights, as OpenCV's BGR-to-gray conversion uses.
 _LUMA_BIN = np.clip(np.rint(0.114 * _B + 0.587 * _G + 0.299 * _R), 0, HIST_BINS - 1).astype(np.intp)
-
-DetailLoader = Callable[[Sequence[str]], Mapping[str, ImageFeatures]]
-
 
 @dataclass(frozen=True)
 class Match:
@@ -131,13 +115,11 @@ class Query:
     """A query image's features plus what scoring derives from them once."""
 
     features: ImageFeatures
-    gist_variants: np.ndarray = field(init=False)  # (8, 1024) float32
     hist: Centred = field(init=False)  # the 32^3 histogram, as the original compared it
     hist_root: Centred = field(init=False)  # its square root (default ranking)
     colourless: bool = field(init=False)
     luma_root: Centred = field(init=False)  # square root of the 32-bin brightness histogram
     tone_root: Centred = field(init=False)  # the same with brightness and contrast undone
-    mirror_words: np.ndarray = field(init=False)  # visual words of the mirrored image's descriptors
     _ssim: dict[int, SSIMStats] = field(default_factory=dict, init=False)
     _small: dict[int, dict[float, np.ndarray]] = field(default_factory=dict, init=False)
     _crops: dict[tuple[int, float], SSIMStats] = field(default_factory=dict, init=False)
@@ -147,10 +129,6 @@ class Query:
         return self.features.mirror_descriptors
 
     def __post_init__(self) -> None:
-        grid = self.features.gist.astype(np.float32).reshape(GIST_SIDE, GIST_SIDE)
-        self.gist_variants = np.stack(
-            [transforms.apply(grid, i).reshape(-1) for i in range(len(transforms.DIHEDRAL))]
-        )
         f = self.features
         dense = np.zeros(_HIST_N, np.float64)
         dense[f.hist_index] = f.hist_value
@@ -159,8 +137,6 @@ class Query:
         grey_mass = float((dense[_GREY] ** 2).sum())
         self.colourless = grey_mass >= COLOURLESS_SHARE * float((dense**2).sum())
         self.luma_root = Centred.of(np.sqrt(_luma(f.hist_index, f.hist_value)))
-        mirror = f.mirror_descriptors
-        self.mirror_words = visual_words(mirror) if mirror is not None else np.zeros(0, np.uint32)
         self.tone_root = Centred.of(tone_normalised(f.hist_index, f.hist_value, brightness_only=self.colourless))
 
     def ssim_stats(self, index: int) -> SSIMStats:
@@ -209,135 +185,9 @@ def query_from_image(image: np.ndarray, sha256: str, original_size: tuple[int, i
     )
 
 
-def score_shard(
-    query: Query,
-    shard: Shard,
-    load_details: DetailLoader,
-    *,
-    k: int = 5,
-    ranking: str = "default",
-    shortlist: int = DEFAULT_SHORTLIST,
-    exclude: Iterable[str] = (),
-) -> list[Match]:
-    """Rank the candidates of ``shard`` against ``query``; return the best ``k``.
-
-    ``load_details`` returns the detail features for a list of ids; it is
-    called once, for the shortlist (``default``) or for every candidate
-    (``seed``), and leaves out ids that were deleted meanwhile.  Ids in
-    ``exclude`` (deleted images) are never returned.
-    """
-    if ranking not in RANKINGS:
-        raise BadRequest(f"ranking must be one of {', '.join(RANKINGS)}, got {ranking!r}")
-    excluded = set(exclude)
-    alive = np.ones(len(shard.ids), dtype=bool)
-    if excluded:
-        alive = np.array([str(i) not in excluded for i in shard.ids], dtype=bool)
-    if not alive.any() or k <= 0:
-        return []
-    if ranking == "seed":
-        rows = np.flatnonzero(alive)
-        orientations = np.zeros(len(shard.ids), dtype=np.int64)
-    else:
-        rows, orientations = _shortlist(query, shard, alive, shortlist)
-    ids = [str(shard.ids[r]) for r in rows]
-    details = load_details(ids)
-    # Ids the loader left out were deleted while this search ran.
-    work = [(int(row), details[cid]) for row, cid in zip(rows, ids) if cid in details]
-    if ranking == "seed":
-        score_one = lambda item: _seed_match(query, item[1], shard.metas[item[0]])  # noqa: E731
-    else:
-        score_one = lambda item: _default_match(  # noqa: E731
-            query, item[1], int(orientations[item[0]]), shard.metas[item[0]]
-        )
-    # OpenCV and numpy release the GIL, so candidates score in parallel threads.
-    return rank(_POOL.map(score_one, work) if len(work) > 1 else map(score_one, work), k)
-
-
 def rank(matches: Iterable[Match], k: int) -> list[Match]:
     """Best ``k`` by score, ties broken by id so the order is deterministic."""
     return sorted(matches, key=lambda m: (-m.score, m.id))[:k]
-
-
-def word_scores(query: Query, shard: Shard) -> np.ndarray:
-    """Visual words each row shares with the query (or its mirror image), weighted by rarity.
-
-    The better of :func:`shared_words`' two weighted rows.
-    """
-    return shared_words(query, shard)[0].max(axis=0)
-
-
-def shared_words(query: Query, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted scores and plain counts, each (2, n), of the words rows share with the query.
-
-    Row 0 is the query's own words, row 1 its mirror image's.  Each shared
-    word scores its inverse document frequency within the shard,
-    log((n + 1) / (rows having it + 1)), so words every flat patch produces
-    count for little; the sum is divided by the square root of the row's
-    word count (at least WORD_NORM_FLOOR), so pictures with many words do not
-    win by size alone.  The counts do not depend on the rest of the shard;
-    ORB descriptors change under a mirror but not under rotation, so they
-    say whether the query is mirrored.
-    """
-    words, rows = shard.postings()
-    n = len(shard.ids)
-    norm = np.sqrt(np.maximum(shard.word_counts(), WORD_NORM_FLOOR)).astype(np.float64)
-    scores = np.zeros((2, n), np.float64)
-    counts = np.zeros((2, n), np.int64)
-    for side, qwords in enumerate((query.features.words, query.mirror_words)):
-        if len(qwords) == 0 or len(words) == 0:
-            continue
-        lo = np.searchsorted(words, qwords, "left")
-        hits = np.searchsorted(words, qwords, "right") - lo
-        idf = np.log((n + 1.0) / (hits + 1.0))
-        # Gather every posting of every query word: run i covers lo[i]:lo[i] + hits[i].
-        starts = np.repeat(lo - np.cumsum(hits) + hits, hits)
-        postings = rows[starts + np.arange(int(hits.sum()))]
-        scores[side] = np.bincount(postings, weights=np.repeat(idf, hits), minlength=n) / norm
-        counts[side] = np.bincount(postings, minlength=n)
-    return scores, counts
-
-
-def _shortlist(query: Query, shard: Shard, alive: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    layout_all = shard.gist32() @ query.gist_variants.T  # (n, 8)
-    colour = shard.chist32() @ query.features.chist.astype(np.float32)
-    layout = layout_all.max(axis=1)
-    scores, counts = shared_words(query, shard)
-    words = scores.max(axis=0)
-    orientation = _orientations(layout_all, counts)
-    picked: set[int] = set()
-    # Each coarse signal fails on some edits (colour on grayscale copies and
-    # exposure edits, layout on tight crops, words on flat pictures), so the
-    # union of their top rows goes forward.
-    for signal in (layout, colour, layout + colour, np.where(words > 0, words, -np.inf)):
-        masked = np.where(alive, signal, -np.inf)
-        top = _top_rows(masked, size)
-        picked.update(int(r) for r in top if np.isfinite(masked[r]))
-    return np.array(sorted(picked), dtype=np.int64), orientation
-
-
-def _orientations(layout: np.ndarray, shared: np.ndarray) -> np.ndarray:
-    """Per row, the symmetry of the query that best lines it up with the candidate.
-
-    Layout alone is misled by crops, whose frame differs from the original's.
-    Where the row shares visual words with the query, the words say whether
-    the query is mirrored; layout picks the quarter turn among those four
-    symmetries, but only if it matches well (TRUSTED_LAYOUT): a crop resembles
-    no turn of its original in particular, and most pictures are upright.
-    """
-    mirrored = np.array([transforms.is_mirror(i) for i in range(layout.shape[1])])
-    has_words = shared.max(axis=0) > 0
-    say_mirror = np.where(has_words, shared[1] > shared[0], mirrored[layout.argmax(axis=1)])
-    allowed = mirrored[None, :] == say_mirror[:, None]
-    best = np.where(allowed, layout, -np.inf).argmax(axis=1)
-    trusted = layout[np.arange(len(best)), best] >= TRUSTED_LAYOUT
-    upright = np.where(say_mirror, transforms.DIHEDRAL.index((True, 0)), 0)
-    return np.where(trusted, best, upright)
-
-
-def _top_rows(values: np.ndarray, n: int) -> np.ndarray:
-    if n >= len(values):
-        return np.arange(len(values))
-    return np.argpartition(-values, n - 1)[:n]
 
 
 def aligned_ssim(query: Query, orientation: int, cand: ImageFeatures, homography: np.ndarray | None = None) -> float:
@@ -379,25 +229,6 @@ def match_homography(
     return align.keypoint_homography(
         align.thumb_points(kps[qi], f.side, side), align.thumb_points(cand.keypoints[ci], cand.side, side), side
     )
-
-
-def _default_match(query: Query, cand: ImageFeatures, orientation: int, meta: dict) -> Match:
-    # Exact matching keeps scores deterministic (FLANN's LSH tables are random).
-    # The mirrored keypoints are tried only when the coarse stage says the
-    # query is a mirror image of this candidate: matching costs most of the time.
-    mirrored = transforms.is_mirror(orientation) and query.mirror_descriptors is not None
-    descriptors = query.mirror_descriptors if mirrored else query.features.descriptors
-    pairs = good_matches(descriptors, cand.descriptors)
-    o = orb_share(len(pairs), len(descriptors), ORB_MIN_KEYPOINTS)
-    h = match_homography(query, cand, pairs, mirrored)
-    if h is not None:
-        # Matched keypoints know the turn better than the coarse layout does.
-        orientation = transforms.inverse(align.dihedral_of(h, cand.thumb.shape[0]))
-    s = aligned_ssim(query, orientation, cand, h)
-    hs = hist_similarity(query, cand)
-    # The query was turned by ``orientation`` to line up with the candidate, so
-    # the edit that made the query from the candidate is its inverse.
-    return _match(cand.sha256, s, o, hs, transforms.name(transforms.inverse(orientation)), meta)
 
 
 def _seed_match(query: Query, cand: ImageFeatures, meta: dict) -> Match:

@@ -18,7 +18,8 @@ from pictrace.catalog.sources import one_image
 from pictrace.core.features import extract_features
 from pictrace.core.pair import compare as compare_pair
 from pictrace.core.probe import probe
-from pictrace.core.scoring import RANKINGS, query_from_bytes
+from pictrace.core.rerank import RANKINGS
+from pictrace.core.scoring import query_from_bytes
 from pictrace.errors import BadRequest, PayloadTooLarge
 from pictrace.http.bodies import Part, form_parts, parse_body, raw_body
 from pictrace.runtime import Services, services

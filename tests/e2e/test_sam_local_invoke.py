@@ -406,11 +406,14 @@ def test_05_api_search_fans_out_to_the_standin_endpoint(flow: Flow) -> None:
     flow.done("search")
 
 
-def test_06_score_function_scores_the_pending_batch(flow: Flow) -> None:
-    flow.needs("search")  # the search stored the query features this event names
-    reply = flow.invoke("ScoreFunction", "score-pending-batch.json")
+def test_06_score_function_runs_both_phases(flow: Flow) -> None:
+    flow.needs("search")  # the search stored the query features these events name
+    found = flow.invoke("ScoreFunction", "score-pending-batch.json")
+    assert [c["id"] for c in found["candidates"]] == [COFFEE_ID]
+    assert found["rows"] == 1 and found["vanished"] == 0
+    reply = flow.invoke("ScoreFunction", "score-rerank.json")
     assert [m["id"] for m in reply["matches"]] == [COFFEE_ID]
-    assert reply["candidates"] == 1 and reply["vanished"] == 0
+    assert reply["work"]["candidates"] == 1 and reply["vanished"] == 0
     assert reply["matches"][0]["score"] == pytest.approx(flow.seen["search_score"], abs=1e-6)
 
 
@@ -460,14 +463,14 @@ def test_11_search_trigger_writes_results_for_a_dropped_query(flow: Flow) -> Non
     assert result["partial"] is False and result["counts"]["failed_batches"] == 0
 
 
-def test_12_pack_function_folds_pending_rows_into_a_shard(flow: Flow) -> None:
-    from pictrace.core.shard import Shard
+def test_12_pack_function_folds_pending_rows_into_a_partition(flow: Flow) -> None:
+    from pictrace.core.partition import Partition
 
     flow.needs("add", "index-removed")
     reply = flow.invoke("PackFunction", "pack-scheduled.json")
     # Only the coffee image is pending: the dropped one was removed again.
-    assert reply["packed"] == 1 and reply["shards_written"] == 1 and reply["swapped"] is True
+    assert reply["packed"] == 1 and reply["partitions_written"] == 1 and reply["swapped"] is True
     manifest = read_json(flow.standin.s3, "index/manifest.json")
-    [entry] = manifest["shards"]
-    shard = Shard.from_bytes(flow.standin.s3.get_object(Bucket=BUCKET, Key=entry["key"])["Body"].read())
-    assert [str(i) for i in shard.ids] == [COFFEE_ID]
+    [entry] = manifest["partitions"]
+    part = Partition.from_bytes(flow.standin.s3.get_object(Bucket=BUCKET, Key=entry["key"])["Body"].read())
+    assert part.id_list() == [COFFEE_ID]

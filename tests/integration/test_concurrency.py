@@ -5,13 +5,13 @@ Phase one sends 500 adds at once through the HTTP API (32 client threads):
 them, shuffled so that repeats race their originals.  Phase two races 60 new
 adds (and 20 repeats of them), 80 deletes -- 20 of them followed at once by a
 re-add of the same image -- and a few searches against two threads that
-run the packing function in a loop, with a small shard size and a short
-grace period so that shards are rewritten and old objects cleaned up while
+run the packing function in a loop, with a small partition size and a short
+grace period so that partitions are rewritten and old objects cleaned up while
 everything else is going on; one loop calls the packing function, the
 other calls ``pack`` directly so that two runs race for the manifest.
 
 Afterwards the catalog must hold exactly the images that should survive:
-listed once each, indexed in exactly one place (a live shard or a pending
+listed once each, indexed in exactly one place (a live partition or a pending
 row), each its own best match when searched with its own bytes; a deleted
 image is neither listed nor found, even after packing cleaned up.
 """
@@ -33,7 +33,7 @@ from pictrace import runtime
 from pictrace.catalog import layout
 from pictrace.catalog.packing import pack
 from pictrace.catalog.search import plan
-from pictrace.core.shard import Shard
+from pictrace.core.partition import Partition
 from tests.conftest import Client, Reply
 from tests.hostile.corpus import variants
 
@@ -44,7 +44,7 @@ DISTINCT, REPEATS = 400, 100
 NEW, NEW_REPEATS, DELETED, READDED, SEARCHES = 60, 20, 80, 20, 20
 GRACE = 3
 SETTINGS = {
-    "PICTRACE_SHARD_SIZE": "150",
+    "PICTRACE_PARTITION_ROWS": "150",
     "PICTRACE_PACK_GRACE_SECONDS": str(GRACE),
     # Every search here looks for an exact copy, which always heads the cheap
     # first ranking; a short shortlist keeps ~500 searches affordable.
@@ -81,8 +81,8 @@ def indexed_ids(stack) -> Counter[str]:
     gone = set(the_plan.exclude)
     counts: Counter[str] = Counter()
     for batch in the_plan.batches:
-        if "shard" in batch:
-            ids = [str(i) for i in Shard.from_bytes(stack.services.store.get(batch["shard"])).ids]
+        if "partition" in batch:
+            ids = Partition.from_bytes(stack.services.store.get(batch["partition"])).id_list()
         else:
             ids = [layout.id_from(k, layout.PENDING) for k in batch["pending"]]
         counts.update(i for i in ids if i not in gone)
@@ -211,7 +211,7 @@ def test_adds_deletes_and_packing_racing_lose_nothing_and_resurrect_nothing(stac
 
     # The packing function, and a second run racing it for the manifest (as
     # an overlapping scheduled run would on AWS).
-    direct = lambda: asdict(pack(store, config.shard_size, config.pack_grace_seconds))  # noqa: E731
+    direct = lambda: asdict(pack(store, config.partition_rows, config.pack_grace_seconds))  # noqa: E731
     packers = [threading.Thread(target=pack_loop, args=(run,)) for run in (stack.pack_now, direct)]
     for t in packers:
         t.start()

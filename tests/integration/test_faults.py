@@ -1,6 +1,6 @@
 """Faults in the scoring fan-out, injected at the local Lambda endpoint.
 
-The catalog is split into many small batches (shards of 4, pending batches
+The catalog is split into many small batches (partitions of 4, pending batches
 of 2) so that one search makes several ScoreFunction invocations, and
 ``stack.lambdas.hook`` makes chosen invocations fail the ways Lambda can
 fail: throttled (429), a service error (500/502), an exception in the
@@ -34,7 +34,7 @@ import pytest
 
 from pictrace import runtime
 from pictrace.catalog import layout
-from pictrace.core.shard import Shard
+from pictrace.core.partition import Partition
 from pictrace.local.lambda_endpoint import InvokeError
 from tests.conftest import Client
 from tests.hostile.corpus import jpeg, photo
@@ -43,7 +43,7 @@ SCORE_TIMEOUT = 2.0
 RETRIES = 3
 SETTINGS = {
     "PICTRACE_PENDING_BATCH": "2",
-    "PICTRACE_SHARD_SIZE": "4",
+    "PICTRACE_PARTITION_ROWS": "4",
     "PICTRACE_SCORE_TIMEOUT": str(SCORE_TIMEOUT),
     "PICTRACE_SCORE_RETRIES": str(RETRIES),
 }
@@ -112,7 +112,7 @@ class Faults:
 
 @pytest.fixture(scope="module")
 def catalog(stack) -> Iterator[dict]:
-    """Eight packed images (two shards of four) and ten pending ones (five batches of two).
+    """Eight packed images (two partitions of four) and ten pending ones (five batches of two).
 
     Yields {"ids": {name: id}, "images": {name: bytes}}.
     """
@@ -184,9 +184,8 @@ def baseline(stack, catalog) -> dict[str, dict]:
 
 def batch_ids(stack, batch: dict) -> set[str]:
     """The image ids a batch scores."""
-    if "shard" in batch:
-        shard = Shard.from_bytes(stack.services.store.get(batch["shard"]))
-        return {str(i) for i in shard.ids}
+    if "partition" in batch:
+        return set(Partition.from_bytes(stack.services.store.get(batch["partition"])).id_list())
     return {layout.id_from(k, layout.PENDING) for k in batch["pending"]}
 
 
@@ -198,10 +197,10 @@ def plan_batches(stack) -> list[dict]:
 
 def test_the_catalog_makes_many_batches(stack, catalog, baseline):
     batches = plan_batches(stack)
-    assert sum("shard" in b for b in batches) == 2
+    assert sum("partition" in b for b in batches) == 2
     assert sum("pending" in b for b in batches) == 5
     for body in baseline.values():
-        assert body["counts"]["batches"] == 7 and not body["partial"]
+        assert body["counts"]["batches"] == 7 and body["counts"]["rerank_batches"] == 1 and not body["partial"]
         # k exceeds the catalog, so every candidate is ranked: the full picture to compare against.
         assert {r["id"] for r in body["results"]} == set(catalog["ids"].values())
 
@@ -215,8 +214,9 @@ def test_a_first_attempt_failing_everywhere_is_retried_away(kind, api, stack, ba
         assert not body["partial"] and body["failed_batches"] == [] and body["counts"]["failed_batches"] == 0
         assert ranked(body) == ranked(baseline[name])
         assert body["counts"] == baseline[name]["counts"]
-    # Every batch of both searches failed once and succeeded on its second attempt.
-    assert hook.injected[kind] == 2 * 7
+    # Every batch of both searches (seven of candidates, one rerank) failed once
+    # and succeeded on its second attempt.
+    assert hook.injected[kind] == 2 * 8
     assert set(hook.attempts.values()) == {2}
 
 
@@ -256,7 +256,7 @@ def expect_partial(stack, body: dict, base: dict, failing: list[dict]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", [*RETRYABLE, "refused"])
-@pytest.mark.parametrize("which", ["shard", "pending"])
+@pytest.mark.parametrize("which", ["partition", "pending"])
 def test_a_batch_that_keeps_failing_is_reported_not_hidden(kind, which, api, stack, baseline, faults):
     target = next(b for b in plan_batches(stack) if which in b)
     name = json.dumps(target, sort_keys=True)
@@ -276,18 +276,19 @@ def test_every_batch_failing_is_still_a_200_with_no_results(api, stack, baseline
     expect_partial(stack, body, baseline["rocket-mirrored"], batches)
 
 
-def test_a_corrupt_pending_row_fails_only_its_batch(api, stack, catalog, baseline, faults):
-    """A damaged object is a deliberate error from the function: reported at once, not retried."""
+def test_a_corrupt_pending_row_is_skipped_and_reported_not_retried(api, stack, catalog, baseline, faults):
+    """A damaged object hides only its own image: the rest of its batch still scores."""
     hook = faults(lambda query, batch, attempt: None)
     target = next(b for b in plan_batches(stack) if "pending" in b)
     key = target["pending"][0]
     store = stack.services.store
     original = store.get(key)
-    store.put(key, b"PK\x03\x04 this is not a shard")
+    store.put(key, b"PK\x03\x04 this is not a partition")
     try:
         body = search(api, "moon-rotated")
     finally:
         store.put(key, original)
-    expect_partial(stack, body, baseline["moon-rotated"], [target])
-    assert "corrupt_shard" in body["failed_batches"][0]["error"]
+    lost = layout.id_from(key, layout.PENDING)
+    assert body["partial"] is True and body["failed_batches"] == [] and body["damaged_objects"] == [key]
+    assert ranked(body) == [r for r in ranked(baseline["moon-rotated"]) if r[0] != lost]
     assert hook.attempts_of(target) == 1

@@ -49,8 +49,12 @@ def test_search_then_score_one_batch(stack, coffee_added):
     assert body["results"][0]["id"] == coffee_added
     assert body["results"][0]["transform"] == "rot90"
     assert body["partial"] is False and body["counts"]["batches"] == 1
-    # The search stored the query's features; the scoring event names them.
-    scored = stack.invoke("ScoreFunction", event("score-pending-batch.json"))
+    # The search stored the query's features; the scoring events name them.
+    found = stack.invoke("ScoreFunction", event("score-pending-batch.json"))
+    assert [c["id"] for c in found["candidates"]] == [coffee_added] and found["rows"] == 1
+    rerank = event("score-rerank.json")
+    assert found["candidates"] == rerank["candidates"]  # the event file is what phase 1 answers
+    scored = stack.invoke("ScoreFunction", rerank)
     assert [m["id"] for m in scored["matches"]] == [coffee_added]
     assert scored["matches"][0]["score"] == pytest.approx(body["results"][0]["score"], abs=1e-6)
 
@@ -99,8 +103,8 @@ def test_search_trigger_writes_the_error_for_a_bad_image(stack, empty_catalog):
     assert result["error"] in ("corrupt_image", "invalid_image")
 
 
-def test_pack_moves_pending_rows_into_a_shard(stack, coffee_added):
+def test_pack_moves_pending_rows_into_a_partition(stack, coffee_added):
     out = stack.invoke("PackFunction", event("pack-scheduled.json"))
-    assert out["packed"] == 1 and out["shards_written"] == 1 and out["swapped"] is True
+    assert out["packed"] == 1 and out["partitions_written"] == 1 and out["swapped"] is True
     status, body = call_api(stack, "api-search.json")
     assert body["results"][0]["id"] == coffee_added and body["counts"]["candidates"] == 1

@@ -36,16 +36,16 @@ def test_pending_rows_move_into_shards_and_are_cleaned_after_the_grace(catalog):
     store = catalog.store
     ids = [catalog.add(tile(i)).record.id for i in range(5)]
     t0 = time.time()
-    report = pack(store, shard_size=3, grace_seconds=GRACE, now=t0)
-    assert (report.packed, report.shards_written, report.swapped) == (5, 2, True)
+    report = pack(store, partition_rows=3, grace_seconds=GRACE, now=t0)
+    assert (report.packed, report.partitions_written, report.swapped) == (5, 2, True)
     m = Manifest.load(store)
-    assert sorted(s["count"] for s in m.shards) == [2, 3]
+    assert sorted(s["count"] for s in m.partitions) == [2, 3]
     # inside the grace period the pending rows stay (an older plan may name them) ...
     assert len(keys(store, layout.PENDING)) == 5
     # ... but a new plan scores them from the shards only
     p = plan(catalog)
-    assert all("shard" in b for b in p.batches) and p.candidates == 5
-    pack(store, shard_size=3, grace_seconds=GRACE, now=t0 + GRACE + 1)
+    assert all("partition" in b for b in p.batches) and p.candidates == 5
+    pack(store, partition_rows=3, grace_seconds=GRACE, now=t0 + GRACE + 1)
     assert keys(store, layout.PENDING) == set()
     assert sorted(r for r in catalog.ids()) == sorted(ids)
 
@@ -55,14 +55,14 @@ def test_tail_shard_is_refilled_and_old_one_retired_later(catalog):
     for i in range(2):
         catalog.add(tile(i))
     t0 = time.time()
-    pack(store, shard_size=4, grace_seconds=GRACE, now=t0)
-    first = Manifest.load(store).shards[0]["key"]
+    pack(store, partition_rows=4, grace_seconds=GRACE, now=t0)
+    first = Manifest.load(store).partitions[0]["key"]
     catalog.add(tile(2))
-    pack(store, shard_size=4, grace_seconds=GRACE, now=t0 + 1)
+    pack(store, partition_rows=4, grace_seconds=GRACE, now=t0 + 1)
     m = Manifest.load(store)
-    assert [s["count"] for s in m.shards] == [3] and first in m.retired
+    assert [s["count"] for s in m.partitions] == [3] and first in m.retired
     assert store.exists(first)  # a search that read the old manifest can still load it
-    pack(store, shard_size=4, grace_seconds=GRACE, now=t0 + GRACE + 2)
+    pack(store, partition_rows=4, grace_seconds=GRACE, now=t0 + GRACE + 2)
     assert not store.exists(first)
 
 
@@ -78,9 +78,9 @@ def test_deleted_rows_leave_shards_and_tombstones_expire(catalog):
     pack(store, 5000, GRACE, now=t0 + GRACE + 2)
     assert keys(store, layout.TOMBSTONES) == set()
     assert plan(catalog).exclude == []
-    from pictrace.core.shard import Shard
+    from pictrace.core.partition import Partition
 
-    live = {str(i) for s in Manifest.load(store).shards for i in Shard.from_bytes(store.get(s["key"])).ids}
+    live = {str(i) for s in Manifest.load(store).partitions for i in Partition.from_bytes(store.get(s["key"])).id_list()}
     assert live == {ids[0], ids[2]}
 
 
@@ -95,9 +95,9 @@ def test_readd_after_delete_is_not_lost_to_cleanup(catalog):
     pack(store, 5000, GRACE, now=t0 + 3 * GRACE)
     p = plan(catalog)
     assert image_id not in p.exclude and p.candidates >= 1
-    from pictrace.core.shard import Shard
+    from pictrace.core.partition import Partition
 
-    rows = [str(i) for s in Manifest.load(store).shards for i in Shard.from_bytes(store.get(s["key"])).ids]
+    rows = [str(i) for s in Manifest.load(store).partitions for i in Partition.from_bytes(store.get(s["key"])).id_list()]
     pending = [layout.id_from(k, layout.PENDING) for k in keys(store, layout.PENDING)]
     assert image_id in rows + pending
 
@@ -109,13 +109,13 @@ def test_losing_a_manifest_race_leaves_no_orphans(catalog, monkeypatch):
 
     def racing_put(key, data, **kw):
         if key == layout.MANIFEST:
-            real_put(key, b'{"version": 1, "shards": [], "packed": {}, "tombstoned": {}, "retired": {}}')
+            real_put(key, b'{"version": 2, "partitions": [], "packed": {}, "tombstoned": {}, "retired": {}}')
         return real_put(key, data, **kw)
 
-    before = keys(store, layout.SHARDS)
+    before = keys(store, layout.PARTITIONS)
     monkeypatch.setattr(store, "put", racing_put)
     report = pack(store, 5000, GRACE)
     monkeypatch.undo()
     assert report.swapped is False
-    assert keys(store, layout.SHARDS) == before  # what it wrote was removed
+    assert keys(store, layout.PARTITIONS) == before  # what it wrote was removed
     assert pack(store, 5000, GRACE).packed == 1  # the next run does the work

@@ -313,7 +313,7 @@ def test_background_functions_write_only_their_own_prefixes() -> None:
 
 def test_index_prefixes_are_all_under_index() -> None:
     # The grants name "index/" as a whole: every key the index writes is below it.
-    for key in (layout.RECORDS, layout.FEATURES, layout.BY_KEY, layout.PENDING, layout.TOMBSTONES, layout.SHARDS, layout.MANIFEST):
+    for key in (layout.RECORDS, layout.FEATURES, layout.BY_KEY, layout.PENDING, layout.TOMBSTONES, layout.PARTITIONS, layout.SHARDS, layout.MANIFEST):
         assert key.startswith("index/")
 
 

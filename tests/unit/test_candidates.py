@@ -13,7 +13,6 @@ from pictrace.core import compact
 from pictrace.core.candidates import Candidate, CandidateQuery, candidates, shortlist
 from pictrace.core.partition import MAX_ROWS, Partition
 from pictrace.core.scoring import query_from_bytes
-from pictrace.core.shard import Shard
 from pictrace.core.features import extract_features
 from pictrace.errors import CorruptShard
 from tests.conftest import jpeg, sample_bgr
@@ -80,10 +79,13 @@ def test_partition_without_and_concat(partition, catalog):
     assert sorted(joined.id_list()) == sorted(partition.id_list())
 
 
-def test_an_old_shard_gets_a_clear_error(catalog):
-    old = Shard.build([(catalog["coffee"], {})]).to_bytes()
+def test_an_old_shard_gets_a_clear_error():
+    # A shard of the format before partitions: an .npz with its own header.
+    buf = io.BytesIO()
+    header = json.dumps({"format": "pictrace-shard", "version": 2, "metas": []}).encode()
+    np.savez(buf, header=np.frombuffer(header, np.uint8), ids=np.zeros(0, "<U64"))
     with pytest.raises(CorruptShard, match="pictrace reindex"):
-        Partition.from_bytes(old)
+        Partition.from_bytes(buf.getvalue())
 
 
 @pytest.mark.parametrize("damage", ["garbage", "rows-out-of-range", "unsorted", "version"])
@@ -128,6 +130,7 @@ def test_words_find_a_tight_crop_and_know_a_mirror(catalog, partition):
     by_id = {c.id: c for c in candidates(probe_of(jpeg(crop[:, ::-1].copy())), partition, per_signal=8)}
     target = by_id[catalog["astronaut"].sha256]
     assert target.words == max(c.words for c in by_id.values()) and target.words >= 5
+    assert target.mirror_words > target.own_words and target.mirror_is_clear
     assert target.orientation >= 4  # a mirrored symmetry
 
 
@@ -152,4 +155,4 @@ def test_candidates_travel_as_json(catalog, partition):
     for c in candidates(query, partition, per_signal=2):
         assert Candidate.from_dict(json.loads(json.dumps(c.to_dict()))).id == c.id
     with pytest.raises(ValueError):
-        Candidate.from_dict({"id": "x", "layout": 0, "colour": 0, "words": 0, "orientation": 9})
+        Candidate.from_dict({"id": "x", "layout": 0, "colour": 0, "words": [0, 0], "orientation": 9})

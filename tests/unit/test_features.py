@@ -85,10 +85,11 @@ def test_foreign_bytes_are_rejected(blob):
 
 
 def test_a_shard_is_not_a_features_file(astronaut):
-    from pictrace.core.shard import Shard
+    from pictrace.core.compact import index_row
+    from pictrace.core.partition import Partition
 
     with pytest.raises(CorruptShard, match="not a pictrace-features file"):
-        ImageFeatures.from_bytes(Shard.build([(astronaut, {})]).to_bytes())
+        ImageFeatures.from_bytes(Partition.build([index_row(astronaut)]).to_bytes())
 
 
 def test_pickled_arrays_are_refused():

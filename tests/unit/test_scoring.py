@@ -1,5 +1,7 @@
-"""Scoring: the seed's three signals on stored features, and the fast default ranking."""
+"""Scoring: the seed's three signals on stored features, and the default ranking, through both search phases."""
 
+
+import dataclasses
 
 import cv2
 import numpy as np
@@ -15,10 +17,11 @@ from pictrace.core.scoring import (
     hist_correlation_dense,
     orb_ratio_score,
     query_from_bytes,
-    score_shard,
 )
-from pictrace.core.shard import Shard
-from pictrace.errors import BadRequest
+from pictrace.core import compact
+from pictrace.core.candidates import candidates, query_side, shortlist
+from pictrace.core.partition import Partition
+from pictrace.core.rerank import rerank
 from tests.conftest import jpeg, sample_bgr
 
 NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "page", "horse")
@@ -27,14 +30,22 @@ NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "page", 
 @pytest.fixture(scope="module")
 def catalog():
     feats = {n: extract_features(jpeg(sample_bgr(n))) for n in NAMES}
-    shard = Shard.build((f, {"name": n}) for n, f in feats.items())
+    part = Partition.build(compact.index_row(f) for f in feats.values())
     by_id = {f.sha256: f for f in feats.values()}
-    return feats, shard, lambda ids: {i: by_id[i] for i in ids}
+    return feats, part, by_id
+
+
+def score_all(query, catalog, *, k=5, ranking="default", exclude=(), per_signal=8, details=None):
+    """Both phases over the test catalog; matches carry the sample's name."""
+    feats, part, by_id = catalog
+    names = {f.sha256: n for n, f in feats.items()}
+    short = shortlist(candidates(query_side(query), part, per_signal=per_signal, exclude=exclude), per_signal)
+    found, _ = rerank(query, short, by_id if details is None else details, k=k, ranking=ranking)
+    return [dataclasses.replace(m, meta={"name": names[m.id]}) for m in found]
 
 
 def _search(catalog, img, **kw):
-    _, shard, load = catalog
-    return score_shard(query_from_bytes(jpeg(img)), shard, load, **kw)
+    return score_all(query_from_bytes(jpeg(img)), catalog, **kw)
 
 
 EDITS = {
@@ -72,9 +83,9 @@ def test_rotated_copy_scores_like_the_original_by_default_but_not_in_seed(catalo
 
 
 def test_seed_signals_match_the_original_definitions(catalog):
-    feats, shard, load = catalog
+    feats = catalog[0]
     q = query_from_bytes(jpeg(sample_bgr("chelsea"), quality=40))
-    hit = next(m for m in score_shard(q, shard, load, k=len(NAMES), ranking="seed") if m.meta["name"] == "chelsea")
+    hit = next(m for m in score_all(q, catalog, k=len(NAMES), ranking="seed") if m.meta["name"] == "chelsea")
     cand = feats["chelsea"]
     # histogram: OpenCV's correlation on the dense histograms
     qd = np.zeros(32**3, np.float32)
@@ -108,36 +119,30 @@ def test_orb_score_bounds():
 
 
 def test_excluded_ids_never_come_back(catalog):
-    feats, shard, load = catalog
+    feats = catalog[0]
     q = query_from_bytes(jpeg(sample_bgr("coffee")))
-    hits = score_shard(q, shard, load, k=8, exclude=[feats["coffee"].sha256])
+    hits = score_all(q, catalog, k=8, exclude=[feats["coffee"].sha256])
     assert "coffee" not in {h.meta["name"] for h in hits}
     assert len(hits) == len(NAMES) - 1
 
 
 def test_ids_the_loader_no_longer_has_are_skipped(catalog):
-    feats, shard, load = catalog
+    feats, _, by_id = catalog
     gone = feats["rocket"].sha256
-    partial = lambda ids: {i: f for i, f in load(ids).items() if i != gone}
-    hits = score_shard(query_from_bytes(jpeg(sample_bgr("rocket"))), shard, partial, k=8)
+    partial = {i: f for i, f in by_id.items() if i != gone}
+    hits = score_all(query_from_bytes(jpeg(sample_bgr("rocket"))), catalog, k=8, details=partial)
     assert gone not in {h.id for h in hits}
 
 
-def test_unknown_ranking_is_a_bad_request(catalog):
-    with pytest.raises(BadRequest):
+def test_unknown_ranking_is_refused(catalog):
+    with pytest.raises(ValueError):
         _search(catalog, sample_bgr("coins"), ranking="fastest")
 
 
 def test_shortlist_bounds_the_work(catalog):
-    feats, shard, load = catalog
-    asked = []
-
-    def counting(ids):
-        asked.extend(ids)
-        return load(ids)
-
-    score_shard(query_from_bytes(jpeg(sample_bgr("coins"))), shard, counting, k=2, shortlist=2)
-    assert 2 <= len(asked) <= 6  # top 2 of each of three coarse signals, overlapping
+    _, part, _ = catalog
+    short = shortlist(candidates(query_side(query_from_bytes(jpeg(sample_bgr("coins")))), part, per_signal=2), 2)
+    assert 2 <= len(short) <= 8  # top 2 of each of four coarse signals, overlapping
 
 
 def test_dihedral_transforms_are_a_group():
