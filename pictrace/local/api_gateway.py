@@ -10,14 +10,17 @@ HTTP response.  Like API Gateway it enforces the 10 MB payload limit, answers
 Bodies are framed strictly: a bad or repeated ``Content-Length`` is a 400, a
 body-carrying request with no length a 411, and chunked bodies are decoded.
 
-Requests are received concurrently but the API function handles one at a
-time, as one Lambda execution environment does: Powertools keeps the current
-event in shared state, so two invocations at once would read each other's.
+Requests are received concurrently.  A handler in this process serves one
+at a time, as one Lambda execution environment does: Powertools keeps the
+current event in shared state, so two invocations at once would read each
+other's.  A :class:`~pictrace.local.workers.WorkerPool` as the handler runs
+several at once, each in its own process.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -74,11 +77,16 @@ def proxy_event(method: str, target: str, headers: dict[str, list[str]], body: b
 
 
 class ApiGateway(LoopbackServer):
-    def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None) -> None:
+    def __init__(
+        self, handler: Handler, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
+        one_at_a_time: bool = True,
+    ) -> None:
         super().__init__(host, port)
         self.handler = handler
         self.api_key = api_key
-        self._environment = threading.Lock()
+        # One execution environment in this process serves one request at a time;
+        # a worker pool is its own guard.
+        self._environment = threading.Lock() if one_at_a_time else contextlib.nullcontext()
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         try:

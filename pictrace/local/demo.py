@@ -94,13 +94,21 @@ def seed(client: Client, log: Callable[[str], None] = print) -> list[Outcome]:
     return outcomes
 
 
-def run(client: Client, log: Callable[[str], None] = print, k: int = 5) -> dict | None:
-    """Seed (if empty) and run the demo search; the API's answer, or None without scikit-image."""
+def run(client: Client, log: Callable[[str], None] = print, k: int = 5, fresh: bool = True) -> dict | None:
+    """Seed (if the store is ``fresh`` and the catalog empty) and run the demo search.
+
+    The API's answer, or None without scikit-image.  ``pictrace serve``
+    passes ``fresh=False`` for a store that already holds anything, so a
+    catalog emptied on purpose stays empty across restarts.
+    """
     try:
         sample_dir()
     except ImportError:
         log("no demo: scikit-image is not installed (pip install 'pictrace[local]')")
         return None
-    seed(client, log)
+    if fresh:
+        seed(client, log)
+    else:
+        log("the store already has data; not seeding the demo")
     log(f"demo search: {QUERY_OF} tilted 8 degrees, cropped, turned a quarter and saved as a JPEG at quality 55")
     return client.search(Source("demo query", data=query_image()), k=k)

@@ -129,7 +129,7 @@ class LoopbackServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         owner = self
-        self._lock = threading.Condition()
+        self._conns = threading.Condition()
         self._busy = 0
         self._idle: set[socket.socket] = set()
         self._draining = False
@@ -175,20 +175,20 @@ class LoopbackServer:
             self.server.shutdown()
         self.server.server_close()
         deadline = time.monotonic() + self.grace
-        with self._lock:
+        with self._conns:
             self._draining = self.server.draining = True
             for conn in list(self._idle):
                 _hang_up(conn)
             while self._busy and time.monotonic() < deadline:
-                self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
+                self._conns.wait(timeout=max(0.0, deadline - time.monotonic()))
 
     @property
     def in_flight(self) -> int:
-        with self._lock:
+        with self._conns:
             return self._busy
 
     def _track(self, conn: socket.socket, *, idle: bool) -> None:
-        with self._lock:
+        with self._conns:
             if idle:
                 self._idle.add(conn)
                 if self._draining:
@@ -197,7 +197,7 @@ class LoopbackServer:
                 self._idle.discard(conn)
 
     def _begin(self, conn: socket.socket) -> bool:
-        with self._lock:
+        with self._conns:
             if self._draining:
                 return False
             self._idle.discard(conn)
@@ -206,9 +206,9 @@ class LoopbackServer:
 
     def _end(self, conn: socket.socket) -> bool:
         """Mark a request done; True if its connection must close (the server is draining)."""
-        with self._lock:
+        with self._conns:
             self._busy -= 1
-            self._lock.notify_all()
+            self._conns.notify_all()
             if self._draining:
                 return True
             self._idle.add(conn)

@@ -1,5 +1,9 @@
 """The local stack in the foreground, as ``pictrace serve`` runs it.
 
+The catalog lives in a data folder (:func:`default_data_dir` unless told
+otherwise), locked so that two stacks never share one, and the API function
+runs in :data:`WORKERS` worker processes.
+
 S3 notifications are polled every second (so images dropped under
 ``catalog/`` are indexed promptly) and packing runs every 30 seconds, which
 folds recent adds into shards as the hourly schedule does on AWS.
@@ -7,18 +11,24 @@ folds recent adds into shards as the hourly schedule does on AWS.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import socket
 import threading
 import time
 import warnings
 from contextlib import contextmanager, suppress
-from typing import Iterator
+from pathlib import Path
+from typing import IO, Iterator
 
-from pictrace.local.stack import LocalStack
+from pictrace.local.stack import PARTS, LocalStack
 
 POLL_INTERVAL = 1.0
 PACK_INTERVAL = 30.0
+# Execution environments for the API function: enough that a slow search does
+# not hold up the others on a small machine, few enough to fit its memory.
+WORKERS = 4
 
 
 class CannotServe(Exception):
@@ -45,9 +55,28 @@ def running(
     *,
     api_key: str | None = None,
     allow_private_urls: bool = False,
+    data_dir: str | None = None,
+    workers: int = WORKERS,
 ) -> Iterator[LocalStack]:
-    """A started :class:`LocalStack` with background polling and packing; stopped on exit."""
+    """A started :class:`LocalStack` with background polling and packing; stopped on exit.
+
+    ``data_dir`` keeps the catalog there across runs (None: in memory); one
+    stack at a time may use a folder.
+    """
     check_port(host, port)
+    held = _hold(data_dir) if data_dir is not None else None
+    try:
+        with _started(host, port, api_key, allow_private_urls, data_dir, workers) as stack:
+            yield stack
+    finally:
+        if held is not None:
+            held.close()
+
+
+@contextmanager
+def _started(
+    host: str, port: int, api_key: str | None, allow_private_urls: bool, data_dir: str | None, workers: int
+) -> Iterator[LocalStack]:
     # Metrics are off locally; Powertools would still warn on every request.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     settings = {"PICTRACE_ALLOW_PRIVATE_URLS": "true"} if allow_private_urls else {}
@@ -58,6 +87,8 @@ def running(
         poll_interval=POLL_INTERVAL,
         pack_interval=PACK_INTERVAL,
         settings=settings,
+        data_dir=data_dir,
+        workers=workers,
     )
     try:
         stack.start()
@@ -73,9 +104,31 @@ def running(
         stack.stop()
 
 
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/pictrace``, else ``~/.local/share/pictrace``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pictrace"
+
+
+def _hold(data_dir: str) -> IO[bytes]:
+    """Lock the data folder for this process (released when it exits, however it exits)."""
+    folder = Path(data_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = open(folder / "serve.lock", "a+b")
+    except OSError as exc:
+        raise CannotServe(f"cannot use the data folder {folder}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise CannotServe(f"the data folder {folder} is in use by another `pictrace serve`") from None
+    return lock
+
+
 def _abandon(stack: LocalStack) -> None:
     """Stop whatever parts of a half-started stack are running."""
-    for part in ("gateway", "lambdas", "s3_server"):
+    for part in PARTS:
         server = getattr(stack, part, None)
         if server is not None:
             with suppress(Exception):
@@ -91,6 +144,8 @@ def wait() -> None:
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
     try:
         while True:
-            time.sleep(3600)
+            # Short naps: the kernel may hand the signal to another thread, and Python
+            # runs its handler only when the main thread next wakes up.
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass

@@ -1,8 +1,12 @@
 """The embedded local stack: the same handlers, events and boto3 calls as on AWS.
 
-* S3: moto's server on 127.0.0.1, which speaks the S3 protocol;
+* S3: moto's server on 127.0.0.1, which speaks the S3 protocol and keeps
+  objects in memory; or, with ``data_dir``, a folder store there (the same
+  interface, kept across restarts) and an endpoint for its presigned URLs;
 * Lambda: a local Invoke endpoint dispatching to ``functions/*/app.py``;
-* API Gateway: a REST proxy emulation in front of the API function;
+* API Gateway: a REST proxy emulation in front of the API function, which
+  runs in this process (one request at a time) or, with ``workers``, in that
+  many worker processes at once plus one for the health check and web page;
 * S3 notifications: a poller that turns new and removed objects under
   ``catalog/`` and ``incoming/`` into the S3 events the template wires up;
 * the schedule: packing runs every ``pack_interval`` seconds.
@@ -26,10 +30,15 @@ import boto3
 
 from pictrace import runtime
 from pictrace.catalog import layout
+from pictrace.adapters.folder_store import FolderStore
 from pictrace.local.api_gateway import ApiGateway
 from pictrace.local.lambda_endpoint import LambdaEndpoint
+from pictrace.local.objects import ObjectEndpoint
+from pictrace.local.workers import WorkerPool
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+# The wheel ships the handlers inside the package; a source checkout has them at the top.
+_PACKAGED = Path(__file__).resolve().parents[1] / "functions"
+FUNCTIONS_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parents[2] / "functions"
 # Logical id in template.yaml -> folder under functions/
 FUNCTIONS = {
     "ApiFunction": "api",
@@ -38,6 +47,8 @@ FUNCTIONS = {
     "PackFunction": "pack",
     "SearchTriggerFunction": "search_trigger",
 }
+# Stopped in this order (see stop()).
+PARTS = ("gateway", "pool", "lambdas", "objects", "s3_server")
 TRIGGERS = {layout.CATALOG: "IndexFunction", layout.INCOMING: "SearchTriggerFunction"}
 
 
@@ -59,6 +70,8 @@ class LocalStack:
     poll_interval: float = 1.0
     pack_interval: float = 30.0
     settings: dict[str, str] = field(default_factory=dict)  # extra PICTRACE_* variables
+    data_dir: str | None = None  # keep the catalog in this folder; None: in memory (moto)
+    workers: int = 0  # API worker processes; 0: the API function runs in this process
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -76,15 +89,13 @@ class LocalStack:
             raise
 
     def _start(self) -> "LocalStack":
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-        self.s3_server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
-        self.s3_server.start()
-        s3_host, s3_port = self.s3_server.get_host_and_port()
-        self.s3_url = f"http://{s3_host}:{s3_port}"
         self.lambdas = LambdaEndpoint({}, host=self.host)
+        if self.data_dir is None:
+            self._start_moto()
+            store_env: dict[str, str] = {}
+        else:
+            self._start_folder()
+            store_env = {"PICTRACE_STORE_DIR": str(self.folder.root), "PICTRACE_STORE_URL": self.s3_url}
         self._set_env(
             {
                 "AWS_ACCESS_KEY_ID": "local",
@@ -102,27 +113,61 @@ class LocalStack:
                 "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
                 "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
                 "PICTRACE_PACK_GRACE_SECONDS": "30",
+                **store_env,
                 **self.settings,
             }
         )
         # Handlers read the environment at import, as they do in a Lambda container.
+        runtime.services.cache_clear()
         handlers = {name: load_handler(folder) for name, folder in FUNCTIONS.items()}
         self.lambdas.handlers.update(handlers)
         self.lambdas.start()
-        runtime.services.cache_clear()
-        self.s3 = boto3.client("s3")
-        self.s3.create_bucket(Bucket=self.bucket)
-        self.gateway = ApiGateway(handlers["ApiFunction"], host=self.host, port=self.port, api_key=self.api_key).start()
+        if self.data_dir is None:
+            self.s3.create_bucket(Bucket=self.bucket)
+        self.store = runtime.services().store
+        # Worker processes are spawned with the environment set above.
+        api, one_at_a_time = handlers["ApiFunction"], True
+        if self.workers:
+            self.pool = WorkerPool(self.workers).start()
+            api, one_at_a_time = self.pool, False
+        self.gateway = ApiGateway(
+            api, host=self.host, port=self.port, api_key=self.api_key, one_at_a_time=one_at_a_time
+        ).start()
         self.lambda_client = boto3.client("lambda")
+        self._seen = self._answered_drops()
         self._spawn(self._poll_notifications, self.poll_interval)
         self._spawn(self._pack, self.pack_interval)
         return self
+
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self.s3_server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        self.s3_server.start()
+        s3_host, s3_port = self.s3_server.get_host_and_port()
+        self.s3_url = f"http://{s3_host}:{s3_port}"
+        self.s3 = boto3.client(
+            "s3", endpoint_url=self.s3_url, region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local",
+        )
+
+    def _start_folder(self) -> None:
+        self.folder = FolderStore(Path(self.data_dir) / "store")
+        self.objects = ObjectEndpoint(self.folder, host=self.host).start()
+        self.s3_url = self.folder.url = self.objects.url
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the store holds nothing at all (so the demo may seed it)."""
+        return next(iter(self.store.list("", limit=1)), None) is None
 
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
-        for part in ("gateway", "lambdas", "s3_server"):
+        # The gateway first: it finishes the requests in flight, which need the rest.
+        for part in PARTS:
             server = getattr(self, part, None)
             if server is not None:
                 try:
@@ -178,12 +223,21 @@ class LocalStack:
         """Deliver S3 events for what changed under the trigger prefixes; returns how many."""
         return self._poll_notifications()
 
+    def _answered_drops(self) -> dict[str, str]:
+        """Searches dropped under ``incoming/`` before a restart that already have their result.
+
+        Everything else under the trigger prefixes is notified again after a
+        restart, so what a killed stack had not got to is not lost: indexing
+        a catalog drop twice changes nothing.
+        """
+        drops = self.store.list_etags(layout.INCOMING)
+        results = set(self.store.list(layout.RESULTS)) if drops else set()
+        return {k: e for k, e in drops.items() if layout.result_key(k) in results}
+
     def _poll_notifications(self) -> int:
         now: dict[str, str] = {}
         for prefix in TRIGGERS:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    now[obj["Key"]] = obj["ETag"]
+            now.update(self.store.list_etags(prefix))
         created = [k for k, e in now.items() if self._seen.get(k) != e]
         removed = [k for k in self._seen if k not in now]
         self._seen = now

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ def clean_env() -> dict[str, str]:
     prefixes, names = ("AWS_", "PICTRACE_", "POWERTOOLS_"), ("BUCKET_NAME", "SCORE_FUNCTION_NAME")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in names}
     env["PYTHONPATH"] = str(REPO)
+    # The default data folder is under XDG_DATA_HOME: each child gets its own, never the user's.
+    env["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="pictrace-serve-test-")
     return env
 
 
@@ -125,3 +128,90 @@ def test_serve_on_a_taken_port_is_one_line(run):
     assert result.code == 1
     assert len(result.err_lines) == 1
     assert result.err.startswith(f"pictrace: error: cannot listen on 127.0.0.1:{port}: ")
+
+
+class HeldImage:
+    """A loopback HTTP server whose one image is sent only once :meth:`release` is called."""
+
+    def __init__(self, data: bytes) -> None:
+        import http.server
+        import threading
+
+        self.requested, self.released = threading.Event(), threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requested.set()
+                owner.released.wait(timeout=30)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/held.jpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return False
+    except OSError:
+        return True
+
+
+def test_sigterm_lets_the_add_in_flight_finish_before_exiting(tmp_path):
+    import json
+    import time
+    import urllib.request
+
+    from tests.conftest import jpeg
+
+    held = HeldImage(jpeg(sample_bgr("coffee")))
+    port = closed_port()
+    proc = serve("--no-demo", "--allow-private-urls", "--port", str(port), "--data", str(tmp_path / "data"))
+    answer: dict = {}
+    try:
+        assert proc.stdout.readline().strip() == f"web page: http://127.0.0.1:{port}/"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/images", data=json.dumps({"url": held.url}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+
+        def add() -> None:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                answer.update(status=resp.status, body=json.loads(resp.read()))
+
+        import threading
+
+        client = threading.Thread(target=add)
+        client.start()
+        assert held.requested.wait(timeout=60)  # the add is in flight, fetching the image
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not refuses_connections(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert refuses_connections(port)  # no longer accepting...
+        held.release()
+        client.join(timeout=60)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        held.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert answer.get("status") == 201, (answer, err[-3000:])  # ...but the add in flight was answered
+    assert proc.returncode == 0 and err.splitlines()[-1] == "stopped"
