@@ -218,7 +218,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with serve.running(args.host, args.port, **options) as stack:
             note(f"catalog kept in {data}" if data else "catalog kept in memory (--ephemeral)")
             if args.demo:
-                answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note, seed=stack.fresh)
+                answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note, fresh=stack.fresh)
                 if answer is not None:
                     print(results_table(answer), flush=True)
             print(f"web page: {stack.api_url}/", flush=True)
