@@ -11,6 +11,7 @@ error so a user learns what they actually sent.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -270,16 +271,20 @@ def _jpeg_size(data: bytes) -> ImageInfo:
 
 # Frame headers that start a progressive image (SOF2, SOF6, SOF10, SOF14).
 _JPEG_PROGRESSIVE = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
-_JPEG_SOS = b"\xff\xda"
+_JPEG_SOS, _JPEG_EOI = 0xDA, 0xD9
+# A marker as libjpeg finds one: 0xFF, then a byte that is neither a
+# stuffed zero, another fill 0xFF, nor a restart (which stays inside a scan).
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+# Markers walked after the frame header before counting gives way to a
+# byte search; a real file has a few per scan.
+_JPEG_MAX_MARKERS = 10_000
 
 
 def _jpeg_frame(data: bytes, marker: int, pos: int, orientation: int) -> ImageInfo:
     """The frame header at ``pos`` (its length field) and the scans that follow it."""
     _precision, height, width, n_components = _read(data, pos + 2, ">BHHB", "jpeg")
     sampling = [data[c + 1] for c in range(pos + 8, min(pos + 8 + 3 * n_components, len(data) - 1), 3)]
-    # Inside entropy-coded data every 0xFF byte is followed by 0x00 or a
-    # restart marker, so each FF DA after the frame header starts a scan.
-    scans = data.count(_JPEG_SOS, pos)
+    scans = _jpeg_scans(data, pos)
     buffer = 0
     if sampling and (marker in _JPEG_PROGRESSIVE or scans > 1):
         # Several scans make libjpeg keep every coefficient of the image
@@ -289,6 +294,30 @@ def _jpeg_frame(data: bytes, marker: int, pos: int, orientation: int) -> ImageIn
         mcus = -(-width // (8 * h_max)) * -(-height // (8 * v_max))
         buffer = mcus * sum((f >> 4) * (f & 15) for f in sampling) * 128
     return ImageInfo("jpeg", width, height, orientation, 3, 1, scans, buffer)
+
+
+def _jpeg_scans(data: bytes, pos: int) -> int:
+    """Number of scans the decoder reads after the segment at ``pos``, up to the end of the image.
+
+    Segments are skipped by their length and entropy-coded data up to the
+    next marker, as libjpeg does, so bytes inside metadata or after the
+    image (a video appended to a motion photo) are not taken for scans.
+    Past :data:`_JPEG_MAX_MARKERS` markers every remaining FF DA pair counts,
+    which can only overcount.
+    """
+    scans = 0
+    for _ in range(_JPEG_MAX_MARKERS):
+        found = _JPEG_NEXT_MARKER.search(data, pos)
+        if found is None:
+            return scans
+        marker, pos = data[found.end() - 1], found.end()
+        if marker == _JPEG_EOI:
+            return scans
+        if marker in _JPEG_STANDALONE:
+            continue
+        scans += marker == _JPEG_SOS
+        pos += max(int.from_bytes(data[pos : pos + 2], "big"), 2)
+    return scans + data.count(b"\xff\xda", pos)
 
 
 def _gif_size(data: bytes) -> ImageInfo:

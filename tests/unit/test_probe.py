@@ -395,3 +395,30 @@ def test_tiff_directory_with_too_many_entries_is_corrupt():
     entries = [(256, 3, 1, 9), (257, 3, 1, 5)] + [(40000 + i, 3, 1, 0) for i in range(5000)]
     with pytest.raises(CorruptImage, match="entries"):
         probe(hostile.tiff_directory(entries))
+
+
+# --- JPEG scans ----------------------------------------------------------------------
+
+
+def test_jpeg_scans_are_counted(photo_bgr, encode):
+    assert probe(encode(photo_bgr, ".jpg")).scans == 1
+    assert probe(encode(photo_bgr, ".jpg", jpeg_progressive=1)).scans == 10
+    assert probe(hostile.jpeg_repeated_scans(64, 48, 300)).scans == 300
+
+
+def test_scan_markers_after_the_image_or_inside_metadata_do_not_count(photo_bgr, encode):
+    data = encode(photo_bgr, ".jpg")
+    trailer = b"\xff\xda\x00\x08" * 1000  # as in a video appended to a motion photo
+    assert probe(data + trailer).scans == 1
+    sof = data.index(b"\xff\xc0")
+    comment = b"\xff\xfe" + struct.pack(">H", 2 + len(trailer)) + trailer
+    assert probe(data[:sof] + comment + data[sof:]).scans == 1
+    after_frame = sof + 2 + struct.unpack_from(">H", data, sof + 2)[0]
+    assert probe(data[:after_frame] + comment + data[after_frame:]).scans == 1
+
+
+def test_an_end_of_image_hidden_in_metadata_does_not_hide_later_scans():
+    data = hostile.jpeg_repeated_scans(64, 48, 100)
+    sos = data.index(b"\xff\xda")
+    comment = b"\xff\xfe\x00\x04\xff\xd9"
+    assert probe(data[:sos] + comment + data[sos:]).scans == 100
