@@ -35,9 +35,9 @@ from pictrace.errors import CorruptImage, ImageTooComplex, ImageTooLarge, Unsupp
 
 DEFAULT_MAX_PIXELS = 50_000_000
 MiB = 1024 * 1024
-# Peak decoder memory allowed per image: every 8-bit image within the pixel
-# cap fits (50 MP of BGRA is 382 MiB), and a request stays well inside a
-# 1,769 MB function next to the runtime's own ~300 MB.
+# Peak decoder memory allowed per image: 8-bit images within the pixel cap
+# fit (50 MP of BGRA, held twice, is 382 MiB), and a request stays far inside
+# a 1,769 MB function next to the ~115 MiB the API process holds once imported.
 DEFAULT_MAX_DECODE_BYTES = 512 * MiB
 # libjpeg's progressive script has 10 scans (6 for grey); encoders that tune
 # their scans stay under about 20. Each scan is a pass over all coefficients.
@@ -241,7 +241,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 
 def _band_to_bgr8(image: np.ndarray) -> np.ndarray:
-    """:func:`to_bgr8` of a few rows, with full-size temporaries."""
+    """:func:`to_bgr8` of a few rows; its temporaries are the size of those rows."""
     image = _to_uint8(image)
     channels = 1 if image.ndim == 2 else image.shape[2]
     if channels == 1:
