@@ -243,6 +243,16 @@ def tiff_grey_deflate(width: int, height: int, *, claimed: tuple[int, int] | Non
     return tiff_directory(entries, strip)
 
 
+def tiff_pages(*sizes: tuple[int, int]) -> bytes:
+    """A deflate-compressed grey TIFF with one black page (directory) per ``(width, height)``, in order."""
+    from PIL import Image
+
+    pages = [Image.new("L", size) for size in sizes]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:], compression="tiff_deflate")
+    return buf.getvalue()
+
+
 def exif_long8(orientation: int = 6) -> bytes:
     """An EXIF block whose last entry is Orientation typed LONG8 (16), a BigTIFF-only type.
 
