@@ -619,3 +619,10 @@ def test_exif_typed_long8_decodes():
     img = hostile.photo("chelsea", 160, 120)
     data = hostile.jpeg_with_exif_block(hostile.jpeg(img), hostile.exif_long8(6))
     assert decode(data).shape == (120, 160, 3)
+
+
+def test_only_the_first_tiff_page_is_decoded(imdecode_calls):
+    # The probe sizes the first directory; the decoder must read that one and no other.
+    data = hostile.tiff_pages((64, 48), (4000, 4000))
+    assert probe(data) == ImageInfo("tiff", 64, 48, 1)
+    assert decode(data).shape == (48, 64, 3)
