@@ -13,7 +13,9 @@ and its outcome: the decoded size, or the error code a client would get.
 
 (``git archive <rev> pictrace | tar -x -C /tmp/before`` makes such a folder.)
 
-``--json`` prints one JSON object per case instead of a table.
+``--json`` prints one JSON object per case instead of a table;
+``benchmarks/hostile-cost-results.json`` holds a run before and after the
+decoder's bounds.
 """
 
 from __future__ import annotations
