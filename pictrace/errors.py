@@ -152,6 +152,13 @@ class ModelUnavailable(PicTraceError):
     status = 503
 
 
+class DocsUnavailable(PicTraceError):
+    """The API description needs pydantic, which this deployment does not ship (a deployment fault)."""
+
+    code = "docs_unavailable"
+    status = 503
+
+
 class UnsafeWeights(PicTraceError):
     """A weights file asks for anything but tensors (it would run code if unpickled normally)."""
 
