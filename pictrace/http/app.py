@@ -5,11 +5,13 @@ from __future__ import annotations
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, CORSConfig, Response, content_types
+from aws_lambda_powertools.event_handler import CORSConfig, Response, content_types
 
 from pictrace.config import Config
 from pictrace.errors import PicTraceError
 from pictrace.http import compare, images, search, site
+from pictrace.http import openapi
+from pictrace.http.openapi import DescribedResolver
 
 # Most routes publish no metric; Powertools would warn about that on every request.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -19,7 +21,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 # The same origin API Gateway answers preflights with (the template's CorsAllowOrigin).
-app = APIGatewayRestResolver(
+app = DescribedResolver(
     cors=CORSConfig(
         allow_origin=Config.from_env().cors_allow_origin, allow_headers=["Content-Type", "X-Api-Key"], max_age=600
     ),
@@ -29,6 +31,22 @@ app.include_router(search.router)
 app.include_router(images.router)
 app.include_router(compare.router)
 app.include_router(site.router)
+if openapi.available():
+    # Swagger UI, its scripts inlined (no CDN); ?format=json is the same document as /openapi.json.
+    app.enable_swagger(path="/docs", **openapi.SPEC)
+else:
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_unavailable() -> dict:
+        openapi.require()
+        return {}
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_json() -> Response[str]:
+    openapi.require()  # before Powertools imports pydantic for the schema
+    body = app.get_openapi_json_schema(**openapi.SPEC)
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=body)
 
 
 def json_error(status: int, body: dict) -> Response:

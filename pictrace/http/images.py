@@ -19,7 +19,7 @@ router = Router()
 
 
 @router.post("/images")
-def add_images() -> Response:
+def add_images() -> Response[dict]:
     s = services()
     parsed = body(router, s.config)
     fields = parsed.fields or {}
@@ -138,7 +138,7 @@ def image_matches(image_id: str) -> dict:
 
 
 @router.post("/uploads")
-def create_upload() -> Response:
+def create_upload() -> Response[dict]:
     s = services()
     fields = body(router, s.config).fields or {}
     ctype = fields.get("content_type", "image/jpeg")

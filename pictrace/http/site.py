@@ -72,7 +72,7 @@ def _hash(text: str) -> str:
 
 
 @router.get("/")
-def index() -> Response:
+def index() -> Response[str]:
     html, csp = page()
     return Response(
         status_code=200,
