@@ -157,6 +157,7 @@ const Api = {
     request(`search?${searchParams({ k, ranking, minScore })}`, { method: "POST", ...body, onUpload, signal }),
   similar: (id, { k, ranking, minScore, signal }) =>
     request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore })}`, { signal }),
+  compare: (body, { signal } = {}) => request("compare", { method: "POST", ...body, signal }),
   addImages: (body, { onUpload, signal } = {}) => request("images", { method: "POST", ...body, onUpload, signal }),
   listImages: (cursor, limit = 24) =>
     request(`images?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),

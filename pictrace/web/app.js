@@ -444,7 +444,61 @@ function resultCard(r, query) {
 
 const match = { left: null, right: null, pairs: [], token: 0 };
 
-async function openMatch(result, query) {
+/** The keypoint view of a search result: its pairs with the stored query. */
+function openMatch(result, query) {
+  return openPair({
+    title: `#${result.rank} · ${result.name || shortId(result.id)}`,
+    rightLabel: `Right: ${result.name || "the catalog image"}`,
+    info: result,
+    what: "Loading the matches",
+    fetch: async () => {
+      const answer = await Api.matches(result.id, query.sha256);
+      const pairs = answer.pairs || [];
+      return {
+        leftSrc: answer.query.stored_url,
+        rightSrc: answer.image.stored_url || result.stored_url,
+        pairs,
+        count: pairs.length,
+        mirrored: answer.mirrored,
+      };
+    },
+  });
+}
+
+/** Compare two chosen files (POST /compare) and show their pairs in the keypoint view. */
+function openComparison(fileA, fileB) {
+  const urls = [URL.createObjectURL(fileA), URL.createObjectURL(fileB)];
+  const form = new FormData();
+  form.append("a", fileA, fileA.name || "a");
+  form.append("b", fileB, fileB.name || "b");
+  return openPair({
+    title: `${fileA.name || "A"} · ${fileB.name || "B"}`,
+    rightLabel: `Right: ${fileB.name || "the second image"}`,
+    what: "Comparing",
+    fetch: async () => {
+      const answer = await Api.compare({ body: form, headers: {} });
+      const kp = answer.keypoints || {};
+      return { leftSrc: urls[0], rightSrc: urls[1], pairs: kp.pairs || [], count: kp.count || 0, mirrored: kp.mirrored, info: answer };
+    },
+    done: () => urls.forEach((u) => URL.revokeObjectURL(u)),
+  });
+}
+
+/** The score, the signals and the transform of a pair, for the keypoint view's head. */
+function pairInfo(info) {
+  return [
+    h("span", { class: `score ${scoreClass(info.score)}` }, `score ${fmt3(info.score)}`),
+    h("span", {}, `SSIM ${fmt3(info.scores.ssim)} · ORB ${fmt3(info.scores.orb)} · Hist ${fmt3(info.scores.hist)}`),
+    transformChip(info),
+  ];
+}
+
+/**
+ * Open the keypoint view for one pair of images.  fetch() resolves to
+ * {leftSrc, rightSrc, pairs, count, mirrored, info?}; info (score, scores,
+ * transform) may come with it rather than up front.
+ */
+async function openPair({ title, rightLabel, info, what, fetch, done = () => {} }) {
   const dialog = $("#match-dialog");
   const canvas = $("#match-canvas");
   const token = ++match.token;
@@ -455,37 +509,33 @@ async function openMatch(result, query) {
   canvas.width = canvas.height = 0;
   $("#match-loading").hidden = false;
   $("#match-messages").replaceChildren();
-  $("#match-title").textContent = `#${result.rank} · ${result.name || shortId(result.id)}`;
-  $("#match-right-label").textContent = `Right: ${result.name || "the catalog image"}`;
-  $("#match-info").replaceChildren(
-    h("span", { class: `score ${scoreClass(result.score)}` }, `score ${fmt3(result.score)}`),
-    h("span", {}, `SSIM ${fmt3(result.scores.ssim)} · ORB ${fmt3(result.scores.orb)} · Hist ${fmt3(result.scores.hist)}`),
-    transformChip(result),
-    h("span", { id: "match-count", role: "status" }, "Loading…"),
-  );
+  $("#match-title").textContent = title;
+  $("#match-right-label").textContent = rightLabel;
+  const status = h("span", { id: "match-count", role: "status" }, "Loading…");
+  $("#match-info").replaceChildren(...(info ? pairInfo(info) : []), status);
   if (!dialog.open) dialog.showModal();
   try {
-    const answer = await Api.matches(result.id, query.sha256);
+    const got = await fetch();
     if (token !== match.token) return;
-    const [left, right] = await Promise.all([
-      loadImage(answer.query.stored_url, "query"),
-      loadImage(answer.image.stored_url || result.stored_url, "catalog"),
-    ]);
+    if (got.info) $("#match-info").replaceChildren(...pairInfo(got.info), status);
+    const [left, right] = await Promise.all([loadImage(got.leftSrc, "first"), loadImage(got.rightSrc, "second")]);
     if (token !== match.token) return;
-    Object.assign(match, { left, right, pairs: answer.pairs || [] });
+    Object.assign(match, { left, right, pairs: got.pairs });
     redrawMatch();
     canvas.dataset.pairs = String(match.pairs.length);
     canvas.dataset.state = "ready";
-    $("#match-count").textContent =
-      `${plural(match.pairs.length, "matched keypoint")}` + (answer.mirrored ? " (the query is a mirror image)" : "");
-    canvas.setAttribute("aria-label", `Your image (left) and catalog image (right) with ${plural(match.pairs.length, "line")} between matched keypoints`);
+    const drawn = got.count > match.pairs.length ? ` (${match.pairs.length} drawn)` : "";
+    status.textContent =
+      `${plural(got.count, "matched keypoint")}${drawn}` + (got.mirrored ? " (the left image is a mirror image)" : "");
+    canvas.setAttribute("aria-label", `The two images side by side with ${plural(match.pairs.length, "line")} between matched keypoints`);
   } catch (err) {
     if (token !== match.token) return;
     canvas.dataset.state = "error";
-    $("#match-count").textContent = "";
-    showError($("#match-messages"), err, "Loading the matches");
+    status.textContent = "";
+    showError($("#match-messages"), err, what);
   } finally {
     if (token === match.token) $("#match-loading").hidden = true;
+    done();
   }
 }
 
@@ -774,6 +824,17 @@ $("#catalog-file").addEventListener("change", (e) => {
   const files = [...e.target.files];
   e.target.value = "";
   if (files.length) addToCatalog({ files });
+});
+
+$("#compare-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const [a, b] = [$("#compare-a").files[0], $("#compare-b").files[0]];
+  if (!a || !b) {
+    $("#search-messages").replaceChildren();
+    showMessage($("#search-messages"), "error", "Compare:", "choose both images first.");
+    return;
+  }
+  openComparison(a, b);
 });
 
 $("#search-url-form").addEventListener("submit", (e) => {

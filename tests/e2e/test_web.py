@@ -676,3 +676,29 @@ def test_an_uploaded_search_can_be_linked_to(stack, seeded, page, context, tmp_p
     assert other.input_value("#search-k") == "3" and other.input_value("#search-min") == "0.3"
     other.wait_for_function("() => document.querySelector('#query-image').naturalWidth > 0")
     other.close()
+
+
+def test_two_chosen_images_are_compared_with_their_keypoints(stack, empty_catalog, page, tmp_path):
+    copy_bytes = jpeg(np.ascontiguousarray(sample_bgr("astronaut")[30:-30, 40:-20][:, ::-1]), quality=70)
+    copy, original = tmp_path / "copy.jpg", tmp_path / "original.jpg"
+    copy.write_bytes(copy_bytes)
+    original.write_bytes(jpeg(sample_bgr("astronaut")))
+    open_page(page, stack)
+    page.click(".compare summary")
+    page.set_input_files("#compare-a", str(copy))
+    page.set_input_files("#compare-b", str(original))
+    page.click("#compare-form button[type=submit]")
+    canvas = page.locator("#match-canvas[data-state=ready]")
+    canvas.wait_for()
+    # The figures are the API's for the same two files.
+    boundary = "pictrace-compare"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"; filename="{n}.jpg"\r\n\r\n'.encode() + d + b"\r\n"
+        for n, d in (("a", copy_bytes), ("b", original.read_bytes()))
+    ) + f"--{boundary}--\r\n".encode()
+    answer = Client(stack.api_url).post("/compare", body, f"multipart/form-data; boundary={boundary}").body
+    info = page.inner_text("#match-info")
+    assert f"score {answer['score']:.3f}" in info and "mirrored" in info
+    assert int(canvas.get_attribute("data-pairs")) == len(answer["keypoints"]["pairs"])
+    assert page.inner_text("#match-count").startswith(f"{answer['keypoints']['count']} matched keypoints")
+    assert empty_catalog.count() == 0  # comparing adds nothing
