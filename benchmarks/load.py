@@ -1,12 +1,21 @@
 """Load test of the HTTP API: concurrent clients sending mixed searches and adds.
 
-    python -m benchmarks.load                          # own local stack, 20 clients, 60 s
+    python -m benchmarks.load                          # own local stack, 16 clients, 60 s
     python -m benchmarks.load --clients 8 --duration 20 --seed-images 100
+    python -m benchmarks.load --baseline 30            # first 30 s of one client, for the speed-up
     python -m benchmarks.load --api http://127.0.0.1:8080 --api-key KEY
 
-Without ``--api`` it starts an embedded local stack (moto S3, the local Lambda
-endpoint and API Gateway emulation, packing every 30 s) on 127.0.0.1 and
-stops it at the end.  Only loopback targets are accepted.
+Without ``--api`` it starts an embedded local stack as ``pictrace serve``
+runs it (a folder store in a temporary data folder, or moto's in-memory S3
+with ``--ephemeral``; the API function in ``--workers`` processes; packing
+every 30 s) on 127.0.0.1 and stops it at the end.  Only loopback targets are
+accepted.
+
+Throughout the timed phase a prober sends ``GET /health`` every 100 ms and
+its latencies are reported apart (``health``): the health check must stay
+quick however busy the API is.  ``--baseline SECONDS`` first runs one client
+alone, and the summary gives the throughput of the full run over that
+(``speedup``).
 
 It seeds the catalog with ``--seed-images`` distinct images, then runs
 ``--clients`` threads for ``--duration`` seconds (or until ``--max-requests``
@@ -18,8 +27,8 @@ request has a timeout, so the run ends on its own.
 Prints a summary and writes JSON (``--out``): requests, errors by status,
 p50/p95/p99 latency and throughput per kind.  Requests still in flight at
 the deadline are waited for and counted; ``elapsed_s`` includes them.  Figures from the local stack
-measure this machine and the emulation (one API request at a time, moto as
-S3), not AWS.
+measure this machine and the emulation (worker processes sharing its cores,
+a local folder or moto as S3), not AWS.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "load-results.json"
+HEALTH_EVERY = 0.1  # seconds between health probes
 PHOTOS = ("astronaut", "camera", "cat", "coffee", "coins", "colorwheel", "grass", "gravel",
           "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina", "rocket", "text", "brick")
 
@@ -129,6 +139,22 @@ def post(url: str, data: bytes, api_key: str | None, timeout: float) -> str:
         return "timeout" if isinstance(getattr(err, "reason", None), TimeoutError) else "connection"
 
 
+def get(url: str, api_key: str | None, timeout: float) -> str:
+    """GET ``url``; the outcome as :func:`post` gives it."""
+    req = urllib.request.Request(url, headers={"X-Api-Key": api_key} if api_key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+            return str(resp.status)
+    except urllib.error.HTTPError as err:
+        err.read()
+        return str(err.code)
+    except TimeoutError:
+        return "timeout"
+    except (urllib.error.URLError, ConnectionError):
+        return "connection"
+
+
 def check_loopback(url: str) -> None:
     """Refuse any target that is not a loopback address: this tool must not load anything else."""
     host = urlsplit(url).hostname or ""
@@ -172,14 +198,26 @@ def seed(api: str, images: list[bytes], clients: int, api_key: str | None, timeo
     return {"images": len(images), "seconds": round(time.perf_counter() - started, 2)}
 
 
-def run(api: str, queries: list[bytes], additions: list[bytes], args: argparse.Namespace) -> tuple[Recorder, float]:
-    """The timed phase: ``args.clients`` threads until the deadline or the request budget."""
-    recorder = Recorder()
+def run(
+    api: str, queries: list[bytes], fresh, args: argparse.Namespace, clients: int, duration: float
+) -> tuple[Recorder, Recorder, float]:
+    """A timed phase: ``clients`` threads until the deadline or the request budget, and the health prober.
+
+    ``fresh`` is an iterator of images never sent, shared between phases.
+    Returns the requests, the health probes and the elapsed seconds.
+    """
+    recorder, health = Recorder(), Recorder()
     budget = threading.Semaphore(args.max_requests)
     lock = threading.Lock()
-    fresh = iter(additions)
     started = time.perf_counter()
-    deadline = started + args.duration
+    deadline = started + duration
+    done = threading.Event()
+
+    def prober() -> None:
+        while not done.wait(HEALTH_EVERY):
+            t0 = time.perf_counter()
+            outcome = get(api + "/health", args.api_key, args.timeout)
+            health.add(Sample("health", outcome, time.perf_counter() - t0))
 
     def worker(index: int) -> None:
         rng = random.Random(args.seed * 1000 + index)
@@ -196,12 +234,27 @@ def run(api: str, queries: list[bytes], additions: list[bytes], args: argparse.N
             outcome = post(api + path, data, args.api_key, args.timeout)
             recorder.add(Sample(kind, outcome, time.perf_counter() - t0))
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(args.clients)]
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    probe = threading.Thread(target=prober, daemon=True)
+    probe.start()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=args.duration + args.timeout + 30)
-    return recorder, time.perf_counter() - started
+        t.join(timeout=duration + args.timeout + 30)
+    elapsed = time.perf_counter() - started
+    done.set()
+    probe.join(timeout=args.timeout + 5)
+    return recorder, health, elapsed
+
+
+def health_summary(health: Recorder) -> dict:
+    ok = [s.seconds * 1000 for s in health.samples if s.outcome == "200"]
+    return {
+        "probes": len(health.samples),
+        "errors": len(health.samples) - len(ok),
+        **{f"p{q}_ms": (round(float(np.percentile(ok, q)), 1) if ok else None) for q in (50, 95, 99)},
+        "max_ms": round(max(ok), 1) if ok else None,
+    }
 
 
 def summarise(recorder: Recorder, elapsed: float) -> dict:
@@ -237,7 +290,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.split("\n\n")[0])
     p.add_argument("--api", help="target an API already running on loopback (default: start a local stack)")
     p.add_argument("--api-key", help="X-Api-Key to send")
-    p.add_argument("--clients", type=int, default=20, help="concurrent clients (default 20)")
+    p.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+    p.add_argument("--baseline", type=float, default=0.0, metavar="SECONDS",
+                   help="first run one client for this long, to report the speed-up (default: no baseline)")
+    p.add_argument("--workers", type=int, default=4, help="API worker processes of the own stack (default 4)")
+    p.add_argument("--ephemeral", action="store_true", help="own stack on moto's in-memory S3 instead of a data folder")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of load (default 60)")
     p.add_argument("--max-requests", type=int, default=20_000, help="stop after this many requests (default 20000)")
     p.add_argument("--seed-images", type=int, default=200, help="catalog images added before the run (default 200)")
@@ -262,33 +319,48 @@ def main(argv: list[str] | None = None) -> int:
     photos = _photos()
     # Enough new images for every add the request budget could ask for, capped
     # by what this many clients can plausibly send in the time.
-    adds = min(args.max_requests, int(args.clients * args.duration * 2 * (1 - args.search_share)) + 10)
+    adds = min(args.max_requests, int((args.clients * args.duration + args.baseline) * 2 * (1 - args.search_share)) + 10)
     catalog = distinct_images(args.seed_images, rng, photos)
     seeded = [_jpeg(img) for img in catalog]
     queries = [_jpeg(edited(catalog[i % len(catalog)], rng)) for i in range(min(200, 2 * len(catalog)))]
     additions = [_jpeg(img) for img in distinct_images(adds, np.random.default_rng(args.seed + 7919), photos)]
 
-    stack = None
+    stack, data = None, None
     if args.api:
         api = args.api.rstrip("/")
     else:
+        import tempfile
+
         from pictrace.local.stack import LocalStack
 
-        stack = LocalStack(port=0, poll_interval=3600, pack_interval=30.0, api_key=args.api_key).start()
+        data = None if args.ephemeral else tempfile.TemporaryDirectory(prefix="pictrace-load-")
+        stack = LocalStack(
+            port=0, poll_interval=3600, pack_interval=30.0, api_key=args.api_key, workers=args.workers,
+            data_dir=None if data is None else data.name,
+        ).start()
         api = stack.api_url
+    fresh = iter(additions)
+    baseline = None
     try:
         print(f"seeding {len(seeded)} images into {api} ...", flush=True)
         seeding = seed(api, seeded, args.clients, args.api_key, args.timeout)
+        if args.baseline:
+            print(f"baseline: 1 client for {args.baseline:g} s ...", flush=True)
+            rec, probes, took = run(api, queries, fresh, args, 1, args.baseline)
+            baseline = {**summarise(rec, took), "health": health_summary(probes)}
         print(f"running {args.clients} clients for {args.duration:g} s ({args.search_share:.0%} searches) ...", flush=True)
         started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        recorder, elapsed = run(api, queries, additions, args)
+        recorder, health, elapsed = run(api, queries, fresh, args, args.clients, args.duration)
     finally:
         if stack is not None:
             stack.stop()
+        if data is not None:
+            data.cleanup()
 
     result = {
         "config": {
-            "api": "local stack" if stack is not None else api,
+            "api": api if stack is None else ("local stack, moto S3" if data is None else "local stack, folder store"),
+            "workers": args.workers if stack is not None else None,
             "clients": args.clients,
             "duration_s": args.duration,
             "max_requests": args.max_requests,
@@ -301,7 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "seed": seeding,
         **summarise(recorder, elapsed),
+        "health": health_summary(health),
     }
+    if baseline is not None:
+        result["baseline"] = baseline
+        result["speedup"] = round(result["throughput_per_s"] / baseline["throughput_per_s"], 2) if baseline["throughput_per_s"] else None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_summary(result, args.out)
@@ -316,6 +392,11 @@ def print_summary(result: dict, out: Path) -> None:
         cells = [k[f"p{q}_ms"] for q in (50, 95, 99)]
         shown = " ".join(f"{c:>8}" if c is not None else f"{'-':>8}" for c in cells)
         print(f"{kind:8} {k['requests']:>8} {k['ok']:>6} {k['errors']:>6} {k['throughput_per_s']:>7} {shown}")
+    h = result["health"]
+    print(f"GET /health every {HEALTH_EVERY:g} s: {h['probes']} probes, {h['errors']} errors, "
+          f"p50 {h['p50_ms']} ms, p95 {h['p95_ms']} ms, max {h['max_ms']} ms")
+    if "baseline" in result:
+        print(f"one client alone: {result['baseline']['throughput_per_s']} ok/s; speed-up {result['speedup']}x")
     print(f"written to {out}")
 
 

@@ -6,7 +6,8 @@
 * Lambda: a local Invoke endpoint dispatching to ``functions/*/app.py``;
 * API Gateway: a REST proxy emulation in front of the API function, which
   runs in this process (one request at a time) or, with ``workers``, in that
-  many worker processes at once plus one for the health check and web page;
+  many worker processes at once plus one for the health check and web page
+  (and the scoring function in as many more);
 * S3 notifications: a poller that turns new and removed objects under
   ``catalog/`` and ``incoming/`` into the S3 events the template wires up;
 * the schedule: packing runs every ``pack_interval`` seconds.
@@ -48,7 +49,7 @@ FUNCTIONS = {
     "SearchTriggerFunction": "search_trigger",
 }
 # Stopped in this order (see stop()).
-PARTS = ("gateway", "pool", "lambdas", "objects", "s3_server")
+PARTS = ("gateway", "pool", "lambdas", "score_pool", "objects", "s3_server")
 TRIGGERS = {layout.CATALOG: "IndexFunction", layout.INCOMING: "SearchTriggerFunction"}
 
 
@@ -71,7 +72,7 @@ class LocalStack:
     pack_interval: float = 30.0
     settings: dict[str, str] = field(default_factory=dict)  # extra PICTRACE_* variables
     data_dir: str | None = None  # keep the catalog in this folder; None: in memory (moto)
-    workers: int = 0  # API worker processes; 0: the API function runs in this process
+    workers: int = 0  # worker processes for the API and for scoring each; 0: both run in this process
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -129,6 +130,8 @@ class LocalStack:
         api, one_at_a_time = handlers["ApiFunction"], True
         if self.workers:
             self.pool = WorkerPool(self.workers).start()
+            self.score_pool = WorkerPool(self.workers, "score", "ScoreFunction").start()
+            self.lambdas.handlers["ScoreFunction"] = self.score_pool
             api, one_at_a_time = self.pool, False
         self.gateway = ApiGateway(
             api, host=self.host, port=self.port, api_key=self.api_key, one_at_a_time=one_at_a_time

@@ -215,3 +215,37 @@ def test_sigterm_lets_the_add_in_flight_finish_before_exiting(tmp_path):
             proc.kill()
     assert answer.get("status") == 201, (answer, err[-3000:])  # ...but the add in flight was answered
     assert proc.returncode == 0 and err.splitlines()[-1] == "stopped"
+
+
+def test_a_slow_request_holds_up_neither_health_nor_other_requests():
+    import json
+    import threading
+    import urllib.request
+
+    from tests.conftest import jpeg
+
+    held = HeldImage(jpeg(sample_bgr("coffee")))
+    port = closed_port()
+    api = f"http://127.0.0.1:{port}"
+    proc = serve("--no-demo", "--allow-private-urls", "--ephemeral", "--workers", "2", "--port", str(port))
+    try:
+        assert proc.stdout.readline().strip() == f"web page: {api}/"
+        slow = urllib.request.Request(f"{api}/images", data=json.dumps({"url": held.url}).encode(),
+                                      headers={"Content-Type": "application/json"}, method="POST")
+        answers: list[int] = []
+        client = threading.Thread(target=lambda: answers.append(urllib.request.urlopen(slow, timeout=60).status))
+        client.start()
+        assert held.requested.wait(timeout=60)  # one environment is now busy with the slow add
+        with urllib.request.urlopen(f"{api}/health", timeout=30) as resp:
+            assert json.loads(resp.read())["status"] == "ok"
+        with urllib.request.urlopen(f"{api}/images", timeout=30) as resp:
+            assert resp.status == 200
+        assert not answers and client.is_alive()  # both were answered while the add still waited
+        held.release()
+        client.join(timeout=60)
+        assert answers == [201]
+    finally:
+        held.close()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
