@@ -109,8 +109,10 @@ def test_allow_private_urls_lets_add_take_every_image_of_a_loopback_page(run, si
         result = run("add", "--jobs", "1", f"{base}/gallery.html", f"{base}/img/coffee.jpg", api=url)
         assert result.code == 1
         lines = result.out.splitlines()
-        assert lines[0] == "added 2, duplicates 1, failed 1"
-        assert lines[1].startswith(f"  failed {base}/img/gone.jpg: fetch_failed: ")
+        # One line per image, then the counts, then the failures.
+        assert [line.split()[0] for line in lines[:3]] == ["added", "added", "duplicate"]
+        assert lines[3] == "added 2, duplicates 1, failed 1"
+        assert lines[4].startswith(f"  failed {base}/img/gone.jpg: fetch_failed: ")
         found = run("search", f"{base}/img/coins.png", "-k", "1", api=url)
         assert found.code == 0 and found.out.splitlines()[1].split()[6] == "coins.png"
     finally:
