@@ -193,3 +193,29 @@ def race(n: int, attempt) -> dict[str, list[int]]:
     for t in threads:
         t.join(timeout=30)
     return outcomes
+
+
+def _create_all(root: str, keys: list[str], writer: int) -> list[str]:
+    """In a child process: try to create every key; the ones this writer won."""
+    store, won = FolderStore(root), []
+    for key in keys:
+        try:
+            store.put(key, f"writer {writer}".encode(), if_none_match=True)
+            won.append(key)
+        except PreconditionFailed:
+            pass
+    return won
+
+
+def test_folder_store_conditional_writes_hold_across_processes(tmp_path):
+    # The local stack's API and scoring functions run in worker processes that share one folder.
+    import multiprocessing
+
+    keys = [f"index/tombstones/{i:02d}" for i in range(12)]
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        results = pool.starmap(_create_all, [(str(tmp_path), keys, w) for w in range(3)])
+    winners = [key for won in results for key in won]
+    assert sorted(winners) == keys  # every key created exactly once
+    store = FolderStore(tmp_path)
+    for writer, won in enumerate(results):
+        assert all(store.get(key) == f"writer {writer}".encode() for key in won)
