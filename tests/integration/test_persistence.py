@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.error
 import os
 import signal
 import subprocess
@@ -192,3 +193,23 @@ def test_kill_9_during_adds_loses_at_most_what_was_in_flight(tmp_path):
         if first in ids:  # a surviving image is found again
             assert ranked(stack.api.post("/search?k=1", images[0], "image/jpeg"))[0][0] == first
         assert stack.api.post("/images", photos(49)[48], "image/jpeg").status == 201
+
+
+def test_a_presigned_upload_lands_in_the_folder_and_its_stored_url_serves_it(tmp_path):
+    import urllib.request
+
+    image = photos(1)[0]
+    with driven(tmp_path / "data") as stack:
+        upload = stack.api.post("/uploads", {"content_type": "image/jpeg"})
+        assert upload.status == 201, upload.body
+        put = urllib.request.Request(upload.body["url"], data=image, method="PUT", headers={"Content-Type": "image/jpeg"})
+        urllib.request.urlopen(put, timeout=30).close()
+        added = stack.api.post("/images", {"s3_key": upload.body["s3_key"]})
+        assert added.status == 201, added.body
+        record = stack.api.get(f"/images/{added.body['ids'][0]}").body
+        with urllib.request.urlopen(record["stored_url"], timeout=30) as resp:
+            assert resp.read() == image
+        forged = record["stored_url"].replace("Signature=", "Signature=0")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged, timeout=30)
+        assert refused.value.code == 403
