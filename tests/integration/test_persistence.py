@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
 import os
 import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
