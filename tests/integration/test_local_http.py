@@ -155,3 +155,17 @@ def wait_until(predicate, timeout: float = 10.0) -> None:
             return
         done.wait(0.01)
     raise AssertionError("condition not reached")
+
+
+def test_the_lambda_endpoint_refuses_a_malformed_length_instead_of_dropping_the_connection():
+    from pictrace.local.lambda_endpoint import LambdaEndpoint
+
+    endpoint = LambdaEndpoint({"Echo": lambda event, context: event}).start()
+    try:
+        path = "/2015-03-31/functions/Echo/invocations"
+        status, _, body = exchange(endpoint, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".encode())
+        assert status == 400 and "Content-Length" in json.loads(body)["message"]
+        status, _, body = exchange(endpoint, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n{{\"a\":1}}".encode())
+        assert status == 200 and json.loads(body) == {"a": 1}
+    finally:
+        endpoint.stop()
