@@ -27,6 +27,7 @@ import os
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Callable, Sequence, TextIO, TypeVar
 
 from pictrace import __version__
@@ -231,6 +232,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Rebuild a catalog's search index in the current format, in a data folder or an S3 bucket."""
+    try:
+        from pictrace.catalog.catalog import Catalog
+        from pictrace.catalog.reindex import reindex
+        from pictrace.config import Config
+    except ImportError as exc:
+        raise CliError(f"`pictrace reindex` needs the engine extras ({exc.name} is missing): pip install 'pictrace[engine]'")
+    config = Config.from_env()
+    if args.bucket:
+        import boto3
+
+        from pictrace.adapters.s3 import S3Store
+
+        store = S3Store(boto3.client("s3"), args.bucket)
+    else:
+        from pictrace.adapters.folder_store import FolderStore
+        from pictrace.local import serve
+
+        folder = Path(args.data or serve.default_data_dir()) / "store"
+        if not folder.is_dir():
+            raise CliError(f"{folder} holds no catalog (give --data DIR or --bucket NAME)")
+        store = FolderStore(str(folder), "")
+    report = reindex(Catalog(store, config))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(
+            f"reindexed {report.images} images into {report.partitions_written} partitions; "
+            f"removed {report.old_shards_removed} old index files; {len(report.damaged)} damaged objects left out"
+        )
+        for key in report.damaged:
+            print(f"  damaged: {key}")
+    return OK
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     sources = _given(lambda: expand(args.items))
     progress = Progress(len(sources), sys.stderr)
@@ -432,6 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=positive, default=4, help="API requests served at once, each in its own process (default: %(default)s)"
     )
+
+    reindex = _command(
+        subs, "reindex", cmd_reindex,
+        "Rebuild the search index of a catalog in the current format (after an upgrade); "
+        "run it while nothing else writes to the catalog.",
+        "pictrace reindex                      # the local data folder\npictrace reindex --bucket my-pictrace-bucket",
+    )
+    where = reindex.add_mutually_exclusive_group()
+    where.add_argument("--data", metavar="DIR", help="the local data folder (default: the one `pictrace serve` uses)")
+    where.add_argument("--bucket", metavar="NAME", help="the deployed stack's S3 bucket (AWS credentials from the environment)")
+    reindex.add_argument("--json", action="store_true", help="print the report as JSON")
 
     add = _command(
         subs, "add", cmd_add,

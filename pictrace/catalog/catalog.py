@@ -138,8 +138,13 @@ class Catalog:
 
     @staticmethod
     def _pending_row(features: ImageFeatures, record: ImageRecord) -> bytes:
-        """The one-row pending partition that makes ``record`` searchable."""
-        return Partition.build([index_row(features)]).to_bytes()
+        """The one-row pending partition that makes ``record`` searchable.
+
+        Each write is a new object with its own ETag, even for the same
+        image: packing tells a re-added row from the one it already packed
+        (and then dropped for a delete) by that ETag.
+        """
+        return Partition.build([index_row(features)]).to_bytes(nonce=uuid.uuid4().hex)
 
     def _settle(self, written: ImageRecord, features: ImageFeatures, original: bytes | None) -> None:
         """After an add: make the image's objects agree with its record as it is now.

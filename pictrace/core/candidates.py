@@ -34,8 +34,6 @@ SIGNALS = ("layout", "colour", "blend", "words")
 DEFAULT_PER_SIGNAL = 32
 # Layout similarity at which a quarter turn of the query is believed.
 TRUSTED_LAYOUT = 0.5
-# Rows converted to float32 at once for the layout product (bounds working memory to 16 MB).
-_CHUNK = 16_384
 _MIRRORED = np.array([transforms.is_mirror(i) for i in range(len(transforms.DIHEDRAL))])
 
 
@@ -45,8 +43,8 @@ class CandidateQuery:
 
     layouts: np.ndarray  # (8, 256) float32 unit layouts, one per square symmetry
     colour: np.ndarray  # (64,) float32 unit vector
-    probes: np.ndarray  # (n, P) uint32 word probes of the query's descriptors
-    mirror_probes: np.ndarray  # the same for its mirror image's descriptors
+    probes: "Probes"  # word probes of the query's descriptors
+    mirror_probes: "Probes"  # the same for its mirror image's descriptors
 
     @classmethod
     def of(cls, thumb: np.ndarray, colour: np.ndarray, descriptors: np.ndarray, mirror: np.ndarray | None) -> "CandidateQuery":
@@ -56,9 +54,30 @@ class CandidateQuery:
         return cls(
             layouts=layouts.astype(np.float32),
             colour=compact.unit_rows(colour[None, :])[0],
-            probes=compact.probe_words(descriptors),
-            mirror_probes=compact.probe_words(mirror if mirror is not None else np.zeros((0, 32), np.uint8)),
+            probes=Probes.of(compact.probe_words(descriptors)),
+            mirror_probes=Probes.of(compact.probe_words(mirror if mirror is not None else np.zeros((0, 32), np.uint8))),
         )
+
+
+@dataclass(frozen=True, eq=False)
+class Probes:
+    """A query's word probes sorted, each with the descriptor it came from.
+
+    Sorted probes make the look-up in a partition's sorted words walk
+    memory in one direction (several times faster than random order).
+    """
+
+    keys: np.ndarray  # (m,) uint32, sorted
+    descriptors: np.ndarray  # (m,) int32
+
+    @classmethod
+    def of(cls, probes: np.ndarray) -> "Probes":
+        """From :func:`pictrace.core.compact.probe_words` output, (n, P)."""
+        if probes.size == 0:
+            return cls(np.zeros(0, np.uint32), np.zeros(0, np.int32))
+        flat = probes.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        return cls(flat[order], (order // probes.shape[1]).astype(np.int32))
 
 
 def query_side(query) -> CandidateQuery:
@@ -166,22 +185,15 @@ def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL) 
 
 def layout_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
     """(n, 8) correlation of every row's layout with the query's under each symmetry."""
-    out = np.empty((len(partition), len(query.layouts)), np.float32)
-    for start in range(0, len(partition), _CHUNK):
-        block = partition.layout[start : start + _CHUNK].astype(np.float32)
-        out[start : start + _CHUNK] = block @ query.layouts.T
-    norms = partition.layout_norms()
-    return np.divide(out, norms[:, None], out=np.zeros_like(out), where=norms[:, None] > 0)
+    return partition.unit_layouts() @ query.layouts.T
 
 
 def colour_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
     """(n,) cosine of every row's colour histogram with the query's."""
-    raw = partition.colour.astype(np.float32) @ query.colour
-    norms = partition.colour_norms()
-    return np.divide(raw, norms, out=np.zeros_like(raw), where=norms > 0)
+    return partition.unit_colours() @ query.colour
 
 
-def word_hits(probes: np.ndarray, partition: Partition) -> np.ndarray:
+def word_hits(probes: Probes, partition: Partition) -> np.ndarray:
     """(n,) per row, how many query descriptors meet one of its stored words, one to one.
 
     A row scores the smaller of the number of query descriptors that hit it
@@ -191,21 +203,26 @@ def word_hits(probes: np.ndarray, partition: Partition) -> np.ndarray:
     """
     n = len(partition)
     words = partition.words
-    if probes.size == 0 or len(words) == 0:
+    if len(probes.keys) == 0 or len(words) == 0:
         return np.zeros(n, np.int64)
-    flat = probes.reshape(-1)
-    lo = np.searchsorted(words, flat, "left")
-    hits = np.searchsorted(words, flat, "right") - lo
+    lo = np.searchsorted(words, probes.keys, "left")
+    hits = np.searchsorted(words, probes.keys, "right") - lo
     hit = hits > 0
     if not hit.any():
         return np.zeros(n, np.int64)
     lo, hits = lo[hit], hits[hit]
-    descriptor = np.repeat(np.flatnonzero(hit) // probes.shape[1], hits)
+    descriptor = np.repeat(probes.descriptors[hit].astype(np.int64), hits)
     posting = np.repeat(lo - np.cumsum(hits) + hits, hits) + np.arange(int(hits.sum()))
     rows = partition.word_rows[posting].astype(np.int64)
-    by_descriptor = np.bincount(np.unique(descriptor * n + rows) % n, minlength=n)
-    by_word = np.bincount(partition.word_rows[np.unique(posting)].astype(np.int64), minlength=n)
+    by_descriptor = np.bincount(_distinct(descriptor * n + rows) % n, minlength=n)
+    by_word = np.bincount(partition.word_rows[_distinct(posting)].astype(np.int64), minlength=n)
     return np.minimum(by_descriptor, by_word)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (numpy's hash-based unique is slower on these sizes)."""
+    v = np.sort(values)
+    return v[np.r_[True, v[1:] != v[:-1]]] if len(v) else v
 
 
 def orientations(layout: np.ndarray, shared: np.ndarray) -> np.ndarray:

@@ -108,19 +108,27 @@ class Partition:
         drop = set(ids)
         return Partition.build(r for r in self.rows() if r.sha256 not in drop)
 
-    def layout_norms(self) -> np.ndarray:
-        """Euclidean norm of each quantised layout row (float32), computed once."""
-        if "layout_norms" not in self._cache:
-            self._cache["layout_norms"] = _row_norms(self.layout)
-        return self._cache["layout_norms"]
+    def unit_layouts(self) -> np.ndarray:
+        """The layouts as float32 unit rows, made once per loaded partition.
 
-    def colour_norms(self) -> np.ndarray:
-        if "colour_norms" not in self._cache:
-            self._cache["colour_norms"] = _row_norms(self.colour)
-        return self._cache["colour_norms"]
+        A warm container keeps them (1 KB a row) so that scoring a
+        partition is one matrix product; the file keeps the int8 form.
+        """
+        if "layouts" not in self._cache:
+            self._cache["layouts"] = _unit(self.layout)
+        return self._cache["layouts"]
 
-    def to_bytes(self) -> bytes:
+    def unit_colours(self) -> np.ndarray:
+        """The colour histograms as float32 unit rows, made once per loaded partition."""
+        if "colours" not in self._cache:
+            self._cache["colours"] = _unit(self.colour)
+        return self._cache["colours"]
+
+    def to_bytes(self, nonce: str = "") -> bytes:
+        """The partition file; a ``nonce`` (kept in the header, ignored on reading) makes equal rows distinct objects."""
         header = {"format": PARTITION_FORMAT, "version": PARTITION_VERSION}
+        if nonce:
+            header["nonce"] = nonce
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -165,9 +173,10 @@ class Partition:
         return cls(ids=ids, layout=lay, colour=col, words=words, word_rows=rows)
 
 
-def _row_norms(values: np.ndarray) -> np.ndarray:
+def _unit(values: np.ndarray) -> np.ndarray:
     v = values.astype(np.float32)
-    return np.sqrt(np.einsum("ij,ij->i", v, v))
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v))[:, None]
+    return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0)
 
 
 def _load(data: bytes) -> dict[str, np.ndarray]:
