@@ -57,11 +57,10 @@ class LocalIndex:
     in a temporary file until :meth:`save`, then in the saved folder.
     """
 
-    def __init__(self, partition_rows: int = MAX_ROWS, *, shard_size: int | None = None) -> None:
-        rows = shard_size if shard_size is not None else partition_rows  # shard_size: the former name
-        if not 1 <= rows <= MAX_ROWS:
+    def __init__(self, partition_rows: int = MAX_ROWS) -> None:
+        if not 1 <= partition_rows <= MAX_ROWS:
             raise ValueError(f"partition_rows must be from 1 to {MAX_ROWS}")
-        self.partition_rows = rows
+        self.partition_rows = partition_rows
         self._rows: dict[str, compact.IndexRow] = {}
         self._metas: dict[str, dict] = {}
         self._spill = tempfile.TemporaryDirectory(prefix="pictrace-index-")

@@ -31,9 +31,9 @@ def test_from_folder_indexes_images_recursively(photos):
     assert Path(hits[0].meta["name"]).name == "rocket.png" and hits[0].transform == "rot90"
 
 
-def test_small_shards_give_the_same_answer_as_one(photos):
+def test_small_partitions_give_the_same_answer_as_one(photos):
     one = LocalIndex.from_folder(photos)
-    many = LocalIndex.from_folder(photos, shard_size=1)
+    many = LocalIndex.from_folder(photos, partition_rows=1)
     q = jpeg(sample_bgr("coffee")[50:350, 100:500])
     assert [(h.id, round(h.score, 9)) for h in one.search(q, k=4)] == [(h.id, round(h.score, 9)) for h in many.search(q, k=4)]
 
