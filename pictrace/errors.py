@@ -128,6 +128,13 @@ class CorruptShard(PicTraceError):
     status = 502
 
 
+class OutdatedIndex(CorruptShard):
+    """The index was written in an earlier format; `pictrace reindex` rebuilds it."""
+
+    code = "outdated_index"
+    status = 409
+
+
 class DamagedRecord(PicTraceError):
     """A catalog record in the bucket is unreadable; DELETE of its id still removes it."""
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pictrace.adapters.s3 import PreconditionFailed, S3Store
 from pictrace.catalog import layout
 from pictrace.core.partition import Partition
-from pictrace.errors import CorruptShard, NotFound
+from pictrace.errors import CorruptShard, NotFound, OutdatedIndex
 
 MANIFEST_VERSION = 2
 REINDEX_HINT = "run `pictrace reindex` to rebuild the index in the current format"
@@ -51,6 +51,11 @@ class Manifest:
             version = raw.get("version")
         except (ValueError, AttributeError):
             raise CorruptShard("index/manifest.json is not a PicTrace manifest", object=layout.MANIFEST) from None
+        if isinstance(version, int) and version < MANIFEST_VERSION:
+            raise OutdatedIndex(
+                f"index/manifest.json is version {version}, not {MANIFEST_VERSION}: {REINDEX_HINT}",
+                object=layout.MANIFEST,
+            )
         if version != MANIFEST_VERSION:
             raise CorruptShard(
                 f"index/manifest.json is version {version!r}, not {MANIFEST_VERSION}: {REINDEX_HINT}",
@@ -83,6 +88,7 @@ class PackReport:
     partitions_written: int
     swapped: bool  # False when another run changed the manifest first
     cleaned: int  # objects deleted after their grace period
+    damaged: tuple[str, ...] = ()  # partitions that could not be read, left as they are
 
 
 def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float | None = None) -> PackReport:
@@ -110,10 +116,17 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
 
     last = manifest.partitions[-1] if manifest.partitions else None
     tail = last if rows and last and last["count"] < partition_rows else None
-    kept, reopened, dropped = [], [], 0
+    kept, reopened, dropped, damaged = [], [], 0, []
     for entry in manifest.partitions:
         if new_tombs or entry is tail:
-            part = Partition.from_bytes(store.get(entry["key"]))
+            try:
+                part = Partition.from_bytes(store.get(entry["key"]))
+            except CorruptShard:
+                # Kept as it is: searches report it, `pictrace reindex` rebuilds it;
+                # new rows go to a new partition meanwhile.
+                damaged.append(entry["key"])
+                kept.append(entry)
+                continue
             hit = [i for i in part.id_list() if i in new_tombs]
             if hit or entry is tail:
                 dropped += len(hit)
@@ -141,7 +154,7 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
         manifest.tombstoned[sha] = {"etag": new_tombs[sha], "at": now}
     doomed = _expire(manifest, pendings, tombs, now - grace_seconds)
     if not (written or new_tombs or new_pending or any(doomed.values())):
-        return PackReport(0, 0, 0, False, 0)
+        return PackReport(0, 0, 0, False, 0, tuple(damaged))
     try:
         store.put(
             layout.MANIFEST,
@@ -152,10 +165,10 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
         )
     except PreconditionFailed:
         store.delete_many([w["key"] for w in written])
-        return PackReport(0, 0, 0, False, 0)
+        return PackReport(0, 0, 0, False, 0, tuple(damaged))
     for keys in doomed.values():
         store.delete_many(keys)
-    return PackReport(len(rows), dropped, len(written), True, sum(len(v) for v in doomed.values()))
+    return PackReport(len(rows), dropped, len(written), True, sum(len(v) for v in doomed.values()), tuple(damaged))
 
 
 def _unique(rows: list) -> list:

@@ -32,7 +32,7 @@ from pictrace.core.merge import merge_topk
 from pictrace.core.probe import probe
 from pictrace.core.rerank import RANKINGS
 from pictrace.core.scoring import Match, query_from_bytes
-from pictrace.errors import BadRequest, DamagedRecord, PayloadTooLarge, ScoringFailed
+from pictrace.errors import BadRequest, CorruptShard, DamagedRecord, OutdatedIndex, PayloadTooLarge, ScoringFailed
 
 
 class Invoker(Protocol):
@@ -44,13 +44,19 @@ class Plan:
     batches: list[dict]
     exclude: list[str]
     candidates: int
+    damaged: tuple[str, ...] = ()
 
 
 def plan(catalog: Catalog) -> Plan:
     store, config = catalog.store, catalog.config
     listed = store.list_etags(layout.PENDING)
     exclude = sorted(catalog.tombstones())
-    manifest = Manifest.load(store)
+    try:
+        manifest = Manifest.load(store)
+    except OutdatedIndex:
+        raise  # an index of another format: nothing of it can be read
+    except CorruptShard:
+        return _unmanaged(catalog, listed, exclude)
     # Rows already packed into a listed partition (same ETag) are scored there.
     pending = [
         key
@@ -61,6 +67,20 @@ def plan(catalog: Catalog) -> Plan:
     for start in range(0, len(pending), config.pending_batch):
         batches.append({"pending": pending[start : start + config.pending_batch]})
     return Plan(batches, exclude, manifest.size + len(pending))
+
+
+def _unmanaged(catalog: Catalog, pending: dict[str, str], exclude: list[str]) -> Plan:
+    """The plan when the manifest is damaged: every partition object and every pending row.
+
+    Retired partitions are among them until packing cleans them up; their
+    duplicate rows merge away, and an image deleted since has no record, so
+    it never reaches the answer.  The manifest is reported as damaged.
+    """
+    batches: list[dict] = [{"partition": key} for key in catalog.store.list(layout.PARTITIONS)]
+    keys = sorted(pending)
+    step = catalog.config.pending_batch
+    batches += [{"pending": keys[s : s + step]} for s in range(0, len(keys), step)]
+    return Plan(batches, exclude, len(keys), (layout.MANIFEST,))
 
 
 def check_k(k: int, config: Config) -> int:
@@ -130,7 +150,8 @@ def search(
     good2 = [a for a in answers2 if not isinstance(a, ScoringFailed)]
     merged = merge_topk(([Match.from_dict(m) for m in a["matches"]] for a in good2), k)
     merged = _named([m for m in merged if m.score >= min_score], catalog)
-    damaged = [key for a in (*answers1, *answers2) if not isinstance(a, ScoringFailed) for key in a.get("damaged", [])]
+    damaged = [*the_plan.damaged]
+    damaged += [key for a in (*answers1, *answers2) if not isinstance(a, ScoringFailed) for key in a.get("damaged", [])]
     return {
         "query": {
             "sha256": sha,

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pictrace.core.compact import COLOUR_BINS, LAYOUT_SIDE, WORD_BITS, WORD_TABLES, IndexRow
-from pictrace.errors import CorruptShard
+from pictrace.errors import CorruptShard, OutdatedIndex
 
 PARTITION_FORMAT = "pictrace-partition"
 PARTITION_VERSION = 3
@@ -198,7 +198,7 @@ def _check_header(arrays: dict[str, np.ndarray]) -> None:
     if not isinstance(header, dict):
         raise CorruptShard("unreadable partition header")
     if header.get("format") == "pictrace-shard":
-        raise CorruptShard(
+        raise OutdatedIndex(
             f"index shard version {header.get('version')!r} predates partitions (version {PARTITION_VERSION}): "
             "run `pictrace reindex` to rebuild the index"
         )
