@@ -175,13 +175,20 @@ class LambdaInvoker:
             return None
         return min(self.timeout, left)
 
-    def map(self, payloads: Sequence[dict]) -> list[dict | ScoringFailed]:
-        """All batches at once (at most ``concurrency`` in flight), results in input order."""
+    def map(self, payloads: Sequence[dict], reserve: float = 0.0) -> list[dict | ScoringFailed]:
+        """All batches at once (at most ``concurrency`` in flight), results in input order.
+
+        ``reserve`` seconds of the caller's time left (at most half of it)
+        are kept back for what it does after this fan-out (a search's second
+        phase).
+        """
         if not payloads:
             return []
         # Read once, in the caller's thread: the time left belongs to the
         # invocation being served, which the pool's threads know nothing of.
         deadline = self.deadline()
+        if deadline is not None and reserve > 0:
+            deadline -= min(reserve, max(0.0, (deadline - self.clock()) / 2))
 
         def one(payload: dict) -> dict | ScoringFailed:
             try:

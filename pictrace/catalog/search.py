@@ -36,7 +36,7 @@ from pictrace.errors import BadRequest, CorruptShard, DamagedRecord, OutdatedInd
 
 
 class Invoker(Protocol):
-    def map(self, payloads: Sequence[dict]) -> list[dict | ScoringFailed]: ...
+    def map(self, payloads: Sequence[dict], reserve: float = 0.0) -> list[dict | ScoringFailed]: ...
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,9 @@ def search(
         }
         for batch in the_plan.batches
     ]
-    answers1 = invoker.map(phase1)
+    # Phase 1 leaves time for phase 2, so a slow partition costs its own
+    # candidates, not the whole answer.
+    answers1 = invoker.map(phase1, reserve=config.rerank_reserve)
     failed = _failures(phase1, answers1, lambda p: p["batch"])
     found = [Candidate.from_dict(c) for a in answers1 if not isinstance(a, ScoringFailed) for c in a["candidates"]]
     short = shortlist(found, config.shortlist)

@@ -23,7 +23,7 @@ class InProcess:
     def __init__(self, store) -> None:
         self.store, self.cache = store, ShardCache()
 
-    def map(self, payloads):
+    def map(self, payloads, reserve=0.0):
         out = []
         for p in payloads:
             try:
