@@ -16,6 +16,11 @@ million images in a few warm containers, so a row is a few hundred bytes:
   :data:`WORD_BITS` of its 256 bits by one of :data:`WORD_TABLES` tables);
   a partition keeps them as an inverted index, so each costs one row
   number there (2 bytes in a partition of up to 65,536 rows).
+* ``semantic``: the looks-like embedding as :data:`SEMANTIC_DIMS` int8
+  codes (all zero when the image has none), for ``mode=similar``.
+* ``tags``: :func:`filter_token` of every (field, value) a search filter
+  may ask for, kept like the words as an inverted index, so a filter is
+  applied inside phase 1 rather than to its results.
 
 The asymmetry is deliberate: the stored side keeps few words, the query
 side hashes *every* descriptor in *every* table and also probes every word
@@ -27,7 +32,10 @@ probes, which keeps chance hits rare even though the query probes widely.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -40,6 +48,7 @@ WORD_TABLES = 4
 WORD_BITS = 24
 STORED_DESCRIPTORS = 128
 PROBE_RADIUS = 1
+SEMANTIC_DIMS = 96
 
 # Table t reads bits _BIT_ORDER[t * WORD_BITS:(t + 1) * WORD_BITS] of the
 # 256-bit descriptor: a fixed spread (73 is coprime to 256), different from
@@ -56,21 +65,57 @@ class IndexRow:
     layout: np.ndarray  # (LAYOUT_SIDE**2,) int8, zero mean
     colour: np.ndarray  # (COLOUR_BINS**3,) uint8, square-rooted counts
     words: np.ndarray  # (w,) uint32, sorted distinct visual words
+    semantic: np.ndarray = field(default_factory=lambda: np.zeros(SEMANTIC_DIMS, np.int8))  # (SEMANTIC_DIMS,) int8
+    tags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint32))  # (t,) uint32, sorted distinct tokens
 
     @property
     def nbytes(self) -> int:
-        """Bytes the row takes in a partition: id, layout, colour, one row number per word, an offset."""
-        return 32 + self.layout.nbytes + self.colour.nbytes + 2 * len(self.words) + 4
+        """Bytes the row takes in a partition: id, layout, colour, semantic codes, 4 per word, 6 per tag."""
+        return 32 + self.layout.nbytes + self.colour.nbytes + self.semantic.nbytes + 4 * len(self.words) + 6 * len(self.tags)
 
 
-def index_row(features: ImageFeatures) -> IndexRow:
-    """The compact row of an image's detail features (deterministic)."""
+def index_row(
+    features: ImageFeatures, *, semantic: np.ndarray | None = None, tags: Iterable[tuple[str, str]] = ()
+) -> IndexRow:
+    """The compact row of an image's detail features (deterministic).
+
+    ``semantic`` is the image's int8 looks-like codes, if it has them;
+    ``tags`` the (field, value) pairs a filter may select it by.
+    """
     return IndexRow(
         sha256=features.sha256,
         layout=quantise_layout(layout_vector(features.thumb)),
         colour=colour_counts(features),
         words=stored_words(features.descriptors),
+        semantic=semantic_codes(semantic),
+        tags=filter_tokens(tags),
     )
+
+
+def semantic_codes(codes: np.ndarray | None) -> np.ndarray:
+    """A row's (SEMANTIC_DIMS,) int8 semantic codes; zeros stand for none."""
+    if codes is None:
+        return np.zeros(SEMANTIC_DIMS, np.int8)
+    codes = np.asarray(codes)
+    if codes.dtype != np.int8 or codes.shape != (SEMANTIC_DIMS,):
+        raise ValueError(f"semantic codes must be ({SEMANTIC_DIMS},) int8, got {codes.shape} {codes.dtype}")
+    return codes
+
+
+def filter_token(name: str, value: str) -> int:
+    """The 32-bit token of one (field, value) pair, as partitions store and filters look up.
+
+    A hash rather than the text keeps rows small and of fixed width.  Two
+    pairs share a token about once in 2**32: a stray row then passes phase
+    1's filter, and phase 2, which checks the real values, drops it.
+    """
+    canonical = json.dumps([name, value], ensure_ascii=False, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=4).digest(), "little")
+
+
+def filter_tokens(pairs: Iterable[tuple[str, str]]) -> np.ndarray:
+    """Sorted distinct tokens of (field, value) pairs, as uint32."""
+    return np.unique(np.array([filter_token(n, v) for n, v in pairs], dtype=np.uint32))
 
 
 def layout_vector(thumb: np.ndarray) -> np.ndarray:

@@ -6,12 +6,17 @@ so reading one never runs code) holding, row-aligned:
 * ``ids``    - (n, 32) uint8, the sha256 of each image
 * ``layout`` - (n, 256) int8, 16x16 layouts (:func:`pictrace.core.compact.layout_vector`)
 * ``colour`` - (n, 64) uint8, 4x4x4 colour histograms of square roots
-* ``words`` / ``word_rows`` - the inverted index: every stored visual word,
-  sorted (uint32), and the row holding it (uint16)
+* ``semantic`` - (n, 128) int8, looks-like codes (zeros: none)
+* ``word_low`` / ``word_buckets`` / ``word_rows`` - the inverted index:
+  every stored visual word in sorted order, as its low 16 bits (uint16)
+  and, per value of its high bits, how many words have it (1,024 uint32),
+  and the row holding each word (uint16): 4 bytes a word
+* ``tags`` / ``tag_rows`` - the same for filter tokens (uint32, uint16)
 * ``header`` - JSON: format name and version
 
 A partition holds at most :data:`MAX_ROWS` rows, so a row number fits in two
-bytes and a cold read stays bounded (about 0.9 KB per row: 58 MB at most).
+bytes and a cold read stays bounded (at most 1 KB per row with up to ten
+filter tags: 64 MB at most).
 The detail features of an image live elsewhere, one object per image, and
 are read in phase 2 for the candidates only.
 """
@@ -25,14 +30,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from pictrace.core.compact import COLOUR_BINS, LAYOUT_SIDE, WORD_BITS, WORD_TABLES, IndexRow
+from pictrace.core.compact import COLOUR_BINS, LAYOUT_SIDE, SEMANTIC_DIMS, WORD_BITS, WORD_TABLES, IndexRow
 from pictrace.errors import CorruptShard, OutdatedIndex
 
 PARTITION_FORMAT = "pictrace-partition"
-PARTITION_VERSION = 3
+PARTITION_VERSION = 4
 MAX_ROWS = 65_536
 _LAYOUT = LAYOUT_SIDE * LAYOUT_SIDE
 _COLOUR = COLOUR_BINS**3
+_LOW_BITS = 16
+_BUCKETS = (WORD_TABLES << WORD_BITS) >> _LOW_BITS
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,6 +51,9 @@ class Partition:
     colour: np.ndarray  # (n, 64) uint8
     words: np.ndarray  # (p,) uint32, sorted
     word_rows: np.ndarray  # (p,) uint16, the row of each word
+    semantic: np.ndarray  # (n, SEMANTIC_DIMS) int8
+    tags: np.ndarray  # (t,) uint32, sorted
+    tag_rows: np.ndarray  # (t,) uint16, the row of each tag
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -52,7 +62,13 @@ class Partition:
     @property
     def nbytes(self) -> int:
         """Bytes of the partition's arrays (what a warm container keeps)."""
-        return sum(a.nbytes for a in (self.ids, self.layout, self.colour, self.words, self.word_rows))
+        return sum(a.nbytes for a in self._arrays().values())
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "ids": self.ids, "layout": self.layout, "colour": self.colour, "semantic": self.semantic,
+            "words": self.words, "word_rows": self.word_rows, "tags": self.tags, "tag_rows": self.tag_rows,
+        }
 
     @classmethod
     def build(cls, rows: Iterable[IndexRow]) -> "Partition":
@@ -65,15 +81,17 @@ class Partition:
                 kept.append(row)
         if len(kept) > MAX_ROWS:
             raise ValueError(f"a partition holds at most {MAX_ROWS} rows, got {len(kept)}")
-        words = np.concatenate([np.zeros(0, np.uint32)] + [r.words.astype(np.uint32) for r in kept])
-        owners = np.repeat(np.arange(len(kept), dtype=np.uint16), [len(r.words) for r in kept])
-        order = np.argsort(words, kind="stable")
+        words, word_rows = _inverted([r.words for r in kept], np.uint32)
+        tags, tag_rows = _inverted([r.tags for r in kept], np.uint32)
         return cls(
             ids=np.array([bytes.fromhex(r.sha256) for r in kept], dtype="S32").view(np.uint8).reshape(-1, 32),
             layout=np.array([r.layout for r in kept], dtype=np.int8).reshape(-1, _LAYOUT),
             colour=np.array([r.colour for r in kept], dtype=np.uint8).reshape(-1, _COLOUR),
-            words=words[order],
-            word_rows=owners[order],
+            words=words,
+            word_rows=word_rows,
+            semantic=np.array([r.semantic for r in kept], dtype=np.int8).reshape(-1, SEMANTIC_DIMS),
+            tags=tags,
+            tag_rows=tag_rows,
         )
 
     @classmethod
@@ -90,15 +108,17 @@ class Partition:
         return self._cache["ids"]
 
     def rows(self) -> list[IndexRow]:
-        """The partition's rows again (words per row in sorted order)."""
-        order = np.argsort(self.word_rows, kind="stable")
-        bounds = np.searchsorted(self.word_rows[order], np.arange(len(self) + 1))
+        """The partition's rows again (words and tags per row in sorted order)."""
+        words = _per_row(self.words, self.word_rows, len(self))
+        tags = _per_row(self.tags, self.tag_rows, len(self))
         return [
             IndexRow(
                 sha256=sha,
                 layout=self.layout[r],
                 colour=self.colour[r],
-                words=np.sort(self.words[order[bounds[r] : bounds[r + 1]]]),
+                words=words[r],
+                semantic=self.semantic[r],
+                tags=tags[r],
             )
             for r, sha in enumerate(self.id_list())
         ]
@@ -136,8 +156,14 @@ class Partition:
             ids=self.ids,
             layout=self.layout,
             colour=self.colour,
-            words=self.words,
+            semantic=self.semantic,
+            # Sorted words share their high bits in long runs: a count per run
+            # and the low half of each word store them in 2 bytes, not 4.
+            word_low=(self.words & 0xFFFF).astype(np.uint16),
+            word_buckets=np.bincount(self.words >> _LOW_BITS, minlength=_BUCKETS).astype(np.uint32),
             word_rows=self.word_rows,
+            tags=self.tags,
+            tag_rows=self.tag_rows,
         )
         return buf.getvalue()
 
@@ -148,10 +174,20 @@ class Partition:
         _check_header(arrays)
         try:
             ids, lay, col = arrays["ids"], arrays["layout"], arrays["colour"]
-            words, rows = arrays["words"], arrays["word_rows"]
+            low, buckets, rows = arrays["word_low"], arrays["word_buckets"], arrays["word_rows"]
+            sem, tags, tag_rows = arrays["semantic"], arrays["tags"], arrays["tag_rows"]
         except KeyError as exc:
             raise CorruptShard(f"partition lacks {exc.args[0]!r}") from None
         n = len(ids)
+        if (
+            low.dtype != np.uint16
+            or low.ndim != 1
+            or buckets.dtype != np.uint32
+            or buckets.shape != (_BUCKETS,)
+            or int(buckets.sum(dtype=np.int64)) != len(low)
+        ):
+            raise CorruptShard("partition words are malformed")
+        words = (np.repeat(np.arange(_BUCKETS, dtype=np.uint32), buckets) << np.uint32(_LOW_BITS)) | low
         if (
             ids.dtype != np.uint8
             or ids.shape != (n, 32)
@@ -164,13 +200,43 @@ class Partition:
             or rows.dtype != np.uint16
             or words.ndim != 1
             or rows.shape != words.shape
+            or sem.dtype != np.int8
+            or sem.shape != (n, SEMANTIC_DIMS)
+            or tags.dtype != np.uint32
+            or tag_rows.dtype != np.uint16
+            or tags.ndim != 1
+            or tag_rows.shape != tags.shape
         ):
             raise CorruptShard("partition arrays are malformed or disagree in length")
         if len(words) and (
             int(words.max()) >= WORD_TABLES << WORD_BITS or int(rows.max()) >= n or (np.diff(words.astype(np.int64)) < 0).any()
         ):
             raise CorruptShard("partition words are out of range or unsorted")
-        return cls(ids=ids, layout=lay, colour=col, words=words, word_rows=rows)
+        if len(tags) and (int(tag_rows.max()) >= n or (tags[1:] < tags[:-1]).any()):
+            raise CorruptShard("partition tags are out of range or unsorted")
+        return cls(
+            ids=ids, layout=lay, colour=col, words=words, word_rows=rows, semantic=sem, tags=tags, tag_rows=tag_rows
+        )
+
+    def rows_tagged(self, token: int) -> np.ndarray:
+        """The rows holding filter ``token``, as a sorted int64 array."""
+        key = np.uint32(token)
+        lo, hi = np.searchsorted(self.tags, key, side="left"), np.searchsorted(self.tags, key, side="right")
+        return np.sort(self.tag_rows[lo:hi].astype(np.int64))
+
+
+def _inverted(per_row: list[np.ndarray], dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's values, sorted, and the row of each (an inverted index)."""
+    values = np.concatenate([np.zeros(0, dtype)] + [v.astype(dtype) for v in per_row])
+    owners = np.repeat(np.arange(len(per_row), dtype=np.uint16), [len(v) for v in per_row])
+    order = np.argsort(values, kind="stable")
+    return values[order], owners[order]
+
+
+def _per_row(values: np.ndarray, owners: np.ndarray, n: int) -> list[np.ndarray]:
+    order = np.argsort(owners, kind="stable")
+    bounds = np.searchsorted(owners[order], np.arange(n + 1))
+    return [np.sort(values[order[bounds[r] : bounds[r + 1]]]) for r in range(n)]
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -204,6 +270,11 @@ def _check_header(arrays: dict[str, np.ndarray]) -> None:
         )
     if header.get("format") != PARTITION_FORMAT:
         raise CorruptShard("not a PicTrace partition file")
+    if isinstance(header.get("version"), int) and header["version"] < PARTITION_VERSION:
+        raise OutdatedIndex(
+            f"index partition version {header['version']} predates this version ({PARTITION_VERSION}): "
+            "run `pictrace reindex` to rebuild the index"
+        )
     if header.get("version") != PARTITION_VERSION:
         raise CorruptShard(
             f"partition version {header.get('version')!r} is not supported (expected {PARTITION_VERSION})"

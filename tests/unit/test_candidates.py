@@ -14,7 +14,7 @@ from pictrace.core.candidates import Candidate, CandidateQuery, candidates, shor
 from pictrace.core.partition import MAX_ROWS, Partition
 from pictrace.core.scoring import query_from_bytes
 from pictrace.core.features import extract_features
-from pictrace.errors import CorruptShard
+from pictrace.errors import CorruptShard, OutdatedIndex
 from tests.conftest import jpeg, sample_bgr
 
 NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "hubble_deep_field", "immunohistochemistry")
@@ -49,9 +49,13 @@ def edits(img: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def test_a_row_stays_under_one_kilobyte(catalog):
+    tags = [(f"field{i}", "value") for i in range(10)]
     for f in catalog.values():
-        row = compact.index_row(f)
+        row = compact.index_row(f, semantic=np.ones(compact.SEMANTIC_DIMS, np.int8), tags=tags)
         assert row.nbytes <= 1024
+        one = Partition.build([row])
+        # The file adds a fixed directory and the archive's headers, not per-row bytes.
+        assert len(one.to_bytes()) - row.nbytes < 8 * 1024
         assert row.layout.dtype == np.int8 and row.colour.dtype == np.uint8
         assert len(row.words) <= compact.STORED_DESCRIPTORS
 
@@ -71,6 +75,38 @@ def test_partition_round_trip(partition):
         assert np.array_equal(a.words, b.words)
 
 
+def test_semantic_codes_and_filter_tags_round_trip(catalog):
+    rng = np.random.default_rng(3)
+    rows = [
+        compact.index_row(
+            f,
+            semantic=rng.integers(-127, 128, compact.SEMANTIC_DIMS).astype(np.int8),
+            tags=[("tenant", "acme" if i % 2 else "globex"), ("label", name)],
+        )
+        for i, (name, f) in enumerate(catalog.items())
+    ]
+    back = Partition.from_bytes(Partition.build(rows).to_bytes())
+    for a, b in zip(back.rows(), rows):
+        assert np.array_equal(a.semantic, b.semantic) and np.array_equal(a.tags, b.tags)
+    acme = back.rows_tagged(compact.filter_token("tenant", "acme"))
+    assert [back.id(r) for r in acme] == [r.sha256 for i, r in enumerate(rows) if i % 2]
+    assert [back.id(r) for r in back.rows_tagged(compact.filter_token("label", "coffee"))] == [catalog["coffee"].sha256]
+    assert len(back.rows_tagged(compact.filter_token("tenant", "initech"))) == 0
+
+
+def test_filter_tokens_tell_fields_and_values_apart():
+    tokens = {compact.filter_token(n, v) for n, v in [("a", "b"), ("b", "a"), ("a", "b "), ("ab", ""), ("", "ab")]}
+    assert len(tokens) == 5
+    assert compact.filter_token("colour", "red") == compact.filter_token("colour", "red")
+
+
+def test_a_row_without_semantic_codes_has_zeros(catalog):
+    row = compact.index_row(catalog["coffee"])
+    assert row.semantic.shape == (compact.SEMANTIC_DIMS,) and not row.semantic.any()
+    with pytest.raises(ValueError):
+        compact.index_row(catalog["coffee"], semantic=np.zeros(7, np.int8))
+
+
 def test_partition_without_and_concat(partition, catalog):
     gone = catalog["rocket"].sha256
     smaller = partition.without([gone])
@@ -88,7 +124,18 @@ def test_an_old_shard_gets_a_clear_error():
         Partition.from_bytes(buf.getvalue())
 
 
-@pytest.mark.parametrize("damage", ["garbage", "rows-out-of-range", "unsorted", "version"])
+def test_a_partition_of_an_earlier_version_asks_for_a_reindex(partition):
+    arrays = dict(np.load(io.BytesIO(partition.to_bytes()), allow_pickle=False))
+    arrays["header"] = np.frombuffer(json.dumps({"format": "pictrace-partition", "version": 3}).encode(), np.uint8)
+    for name in ("semantic", "tags", "tag_rows"):
+        del arrays[name]
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with pytest.raises(OutdatedIndex, match="pictrace reindex"):
+        Partition.from_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("damage", ["garbage", "rows-out-of-range", "unsorted", "version", "tag-rows", "semantic-shape"])
 def test_damaged_partitions_are_refused(partition, damage):
     arrays = dict(np.load(io.BytesIO(partition.to_bytes()), allow_pickle=False))
     if damage == "garbage":
@@ -98,7 +145,12 @@ def test_damaged_partitions_are_refused(partition, damage):
             arrays["word_rows"] = arrays["word_rows"].copy()
             arrays["word_rows"][0] = len(partition)
         elif damage == "unsorted":
-            arrays["words"] = arrays["words"][::-1].copy()
+            arrays["word_low"] = arrays["word_low"][::-1].copy()
+        elif damage == "tag-rows":
+            arrays["tags"] = np.array([1, 2], np.uint32)
+            arrays["tag_rows"] = np.array([0, len(partition)], np.uint16)
+        elif damage == "semantic-shape":
+            arrays["semantic"] = arrays["semantic"][:, :5].copy()
         else:
             arrays["header"] = np.frombuffer(json.dumps({"format": "pictrace-partition", "version": 99}).encode(), np.uint8)
         buf = io.BytesIO()
