@@ -261,7 +261,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     else:
         print(
             f"reindexed {report.images} images into {report.partitions_written} partitions; "
-            f"removed {report.old_shards_removed} old index files; {len(report.damaged)} damaged objects left out"
+            f"removed {report.old_shards_removed} old index files; made {report.thumbnails_made} thumbnails; "
+            f"{len(report.damaged)} damaged objects left out"
         )
         for key in report.damaged:
             print(f"  damaged: {key}")

@@ -27,10 +27,12 @@ from pictrace.adapters.s3 import PreconditionFailed, S3Store
 from pictrace.catalog import layout
 from pictrace.catalog.records import ImageRecord
 from pictrace.config import Config
-from pictrace.core.features import ImageFeatures, extract_features
+from pictrace.core.features import ImageFeatures
 from pictrace.core.probe import probe
 from pictrace.core.compact import index_row
 from pictrace.core.partition import Partition
+from pictrace.core.thumbnail import CONTENT_TYPE as THUMB_CONTENT_TYPE
+from pictrace.core.thumbnail import features_and_thumbnail
 from pictrace.errors import BadRequest, DamagedRecord, NotFound, PayloadTooLarge
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "bmp": "bmp", "tiff": "tif", "gif": "gif"}
@@ -93,7 +95,7 @@ class Catalog:
         if existing is not None:
             return Added(existing, created=False)
         info = probe(data)
-        features = extract_features(data, max_pixels=self.config.max_pixels)
+        features, thumb = features_and_thumbnail(data, max_pixels=self.config.max_pixels)
         record = ImageRecord(
             id=features.sha256,
             key=key or layout.original_key(features.sha256, EXTENSIONS[info.format]),
@@ -105,16 +107,18 @@ class Catalog:
             image_url=image_url,
             page_url=page_url,
             etag=etag,
+            thumb=layout.thumb_key(features.sha256),
         )
-        return self._write(record, features, data if key is None else None)
+        return self._write(record, features, data if key is None else None, thumb)
 
-    def _write(self, record: ImageRecord, features: ImageFeatures, original: bytes | None) -> Added:
+    def _write(self, record: ImageRecord, features: ImageFeatures, original: bytes | None, thumb: bytes) -> Added:
         sha = record.id
         if original is not None:
             etag = self.store.put(record.key, original, content_type=CONTENT_TYPES[record.format])
             record = replace(record, etag=etag)
         self.store.put(layout.by_key_key(record.key), sha.encode(), content_type="text/plain")
         self.store.put(layout.features_key(sha), features.to_bytes())
+        self.store.put(layout.thumb_key(sha), thumb, content_type=THUMB_CONTENT_TYPE)
         try:
             # Of two adds of the same bytes racing each other, exactly one creates the record.
             self.store.put(
@@ -133,7 +137,7 @@ class Catalog:
         # racing adds write it, so each caller can search as soon as it returns.
         self.store.put(layout.pending_key(sha), self._pending_row(features, record))
         self.store.delete(layout.tombstone_key(sha))
-        self._settle(record, features, original)
+        self._settle(record, features, original, thumb)
         return Added(record, created=created)
 
     @staticmethod
@@ -146,7 +150,7 @@ class Catalog:
         """
         return Partition.build([index_row(features)]).to_bytes(nonce=uuid.uuid4().hex)
 
-    def _settle(self, written: ImageRecord, features: ImageFeatures, original: bytes | None) -> None:
+    def _settle(self, written: ImageRecord, features: ImageFeatures, original: bytes | None, thumb: bytes) -> None:
         """After an add: make the image's objects agree with its record as it is now.
 
         A delete that ran during the add may have removed objects the add
@@ -163,6 +167,7 @@ class Catalog:
                 self.store.put(layout.tombstone_key(sha), uuid.uuid4().hex.encode(), content_type="text/plain")
                 self.store.delete(layout.pending_key(sha))
                 self.store.delete(layout.features_key(sha))
+                self.store.delete(layout.thumb_key(sha))
                 if original is not None:  # the delete won; what this add put back must go too
                     self.store.delete(layout.by_key_key(written.key))
                     self.store.delete(written.key)
@@ -180,6 +185,8 @@ class Catalog:
                 self.store.put(layout.by_key_key(record.key), sha.encode(), content_type="text/plain")
             if layout.features_key(sha) in missing:
                 self.store.put(layout.features_key(sha), features.to_bytes())
+            if record.thumb and record.thumb in missing:
+                self.store.put(record.thumb, thumb, content_type=THUMB_CONTENT_TYPE)
             if layout.pending_key(sha) in missing:
                 self.store.put(layout.pending_key(sha), self._pending_row(features, record))
 
@@ -187,6 +194,7 @@ class Catalog:
         """Which of a live image's objects are wrong: absent ones, or a tombstone that is present."""
         sha = record.id
         wanted = [record.key, layout.by_key_key(record.key), layout.features_key(sha), layout.pending_key(sha)]
+        wanted += [record.thumb] if record.thumb else []  # records older than thumbnails have none
         out = {key for key in wanted if self.store.etag(key) is None}
         if self.store.etag(layout.tombstone_key(sha)) is not None:
             out.add(layout.tombstone_key(sha))
@@ -324,6 +332,14 @@ class Catalog:
         """A short-lived URL to the stored original."""
         return self.store.presign_get(record.key, self.config.presign_ttl)
 
+    def thumb_url(self, record: ImageRecord) -> str | None:
+        """A short-lived URL to the image's thumbnail; None for a record made before thumbnails."""
+        return self.store.presign_get(record.thumb, self.config.presign_ttl) if record.thumb else None
+
+    def urls(self, record: ImageRecord) -> dict:
+        """The presigned links an answer carries for ``record``: original, thumbnail, their lifetime."""
+        return {"stored_url": self.image_url(record), "thumb_url": self.thumb_url(record), "expires_in": self.config.presign_ttl}
+
     # --- deleting ---------------------------------------------------------
 
     def delete(self, image_id: str, *, keep_original: bool = False) -> str:
@@ -362,6 +378,7 @@ class Catalog:
         self.store.put(layout.tombstone_key(image_id), uuid.uuid4().hex.encode(), content_type="text/plain")
         self.store.delete(layout.pending_key(image_id))
         self.store.delete(layout.features_key(image_id))
+        self.store.delete(layout.thumb_key(image_id))
         for original in originals:
             self.store.delete(layout.by_key_key(original))
             if not keep_original:

@@ -9,11 +9,14 @@
     uploads/<token>                  presigned PUT targets for large images
     index/records/<sha256>.json      one record per catalog image
     index/features/<sha256>.npz      detail features per catalog image
+    index/thumbs/<sha256>.jpg        display thumbnail per catalog image (made at ingest)
     index/by-key/<sha256 of key>     original key -> image id (for ObjectRemoved events)
     index/pending/<sha256>.npz       one-row partitions added since the last pack
     index/tombstones/<sha256>        deleted ids, until packing drops them from partitions
     index/partitions/<uuid>.npz      packed phase-1 partitions
     index/manifest.json              the list of live partitions
+    index/duplicates/status.json     the duplicate-groups job: queued, running, done or failed
+    index/duplicates/groups.json     its last finished result: the near-duplicate pairs and groups
     index/shards/<uuid>.npz          shards of the index format before partitions
                                      (read by nothing; `pictrace reindex` removes them)
 
@@ -35,12 +38,15 @@ QUERIES = "queries/"
 UPLOADS = "uploads/"
 RECORDS = "index/records/"
 FEATURES = "index/features/"
+THUMBS = "index/thumbs/"
 BY_KEY = "index/by-key/"
 PENDING = "index/pending/"
 TOMBSTONES = "index/tombstones/"
 PARTITIONS = "index/partitions/"
 SHARDS = "index/shards/"
 MANIFEST = "index/manifest.json"
+DUPLICATES_STATUS = "index/duplicates/status.json"
+DUPLICATES_GROUPS = "index/duplicates/groups.json"
 
 # Always fullmatch: "$" also matches before a final newline, and an id with
 # one sorts before its own record key, so a cursor would repeat its item.
@@ -63,6 +69,10 @@ def record_key(sha: str) -> str:
 
 def features_key(sha: str) -> str:
     return f"{FEATURES}{sha}.npz"
+
+
+def thumb_key(sha: str) -> str:
+    return f"{THUMBS}{sha}.jpg"
 
 
 def by_key_key(original: str) -> str:

@@ -17,7 +17,7 @@ from pictrace.errors import DamagedRecord
 _SHA = re.compile(r"[0-9a-f]{64}")
 # Field name -> the JSON types it may hold (bool is excluded from the numbers below).
 _REQUIRED = {"id": str, "key": str, "format": str, "width": int, "height": int, "bytes": int}
-_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str}
+_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str, "thumb": str}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ImageRecord:
     image_url: str = ""  # where it was fetched from, if it came from a URL
     page_url: str = ""  # the page it was found on, if any
     etag: str = ""  # the original's ETag when it was indexed ("" in records older than this field)
+    thumb: str = ""  # key of the display thumbnail ("" in records made before thumbnails)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -66,9 +67,11 @@ class ImageRecord:
             "image_url": self.image_url,
             "page_url": self.page_url,
             "added_at": self.added_at,
+            "thumb": self.thumb,
         }
 
     def public(self) -> dict:
         out = asdict(self)
         del out["etag"]  # bookkeeping for re-indexing, not part of the answer
+        del out["thumb"]  # answers carry a presigned thumb_url instead
         return out

@@ -3,7 +3,8 @@
 The originals, records and detail features stay; what a search reads is
 made again from the detail features: one pending row per live image, a new
 empty manifest, then a pack run that folds the rows into partitions.  Shards
-of an earlier format are deleted.  Run it with the catalog quiet (no adds,
+of an earlier format are deleted.  Images catalogued before thumbnails get
+theirs, made from the original (the only step that reads originals).  Run it with the catalog quiet (no adds,
 deletes or pack runs at the same time); running it twice is harmless.
 """
 
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from pictrace.catalog import layout
 from pictrace.catalog.catalog import Catalog
 from pictrace.catalog.packing import MANIFEST_VERSION, pack
-from pictrace.core.features import ImageFeatures
-from pictrace.errors import CorruptShard, DamagedRecord, NotFound
+from pictrace.catalog.records import ImageRecord
+from pictrace.core.decode import decode
+from pictrace.core.features import DECODE_SIDE, ImageFeatures
+from pictrace.core.thumbnail import CONTENT_TYPE, make_thumbnail
+from pictrace.errors import CorruptShard, DamagedRecord, InvalidImage, NotFound, PayloadTooLarge
 
 _THREADS = 16
 
@@ -28,6 +32,8 @@ class ReindexReport:
     damaged: list[str]  # records or features that could not be read (their images stay out of search)
     old_shards_removed: int
     partitions_written: int
+    thumbnails_made: int = 0  # for images catalogued before thumbnails
+
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,6 +44,8 @@ def reindex(catalog: Catalog) -> ReindexReport:
     store, config = catalog.store, catalog.config
     ids = list(catalog.ids())
     tombstoned = catalog.tombstones()
+
+    made: list[str] = []
 
     def one(sha: str) -> str | None:
         key = layout.features_key(sha)
@@ -52,6 +60,8 @@ def reindex(catalog: Catalog) -> ReindexReport:
         if record is None:
             return None  # deleted meanwhile
         store.put(layout.pending_key(sha), catalog._pending_row(features, record))
+        if not record.thumb and add_thumbnail(catalog, record):
+            made.append(sha)
         return None
 
     live = [sha for sha in ids if sha not in tombstoned]
@@ -62,4 +72,23 @@ def reindex(catalog: Catalog) -> ReindexReport:
     old = list(store.list(layout.SHARDS)) + list(store.list(layout.PARTITIONS))
     store.delete_many(old)
     report = pack(store, config.partition_rows, config.pack_grace_seconds)
-    return ReindexReport(len(live) - len(damaged), damaged, len(old), report.partitions_written)
+    return ReindexReport(len(live) - len(damaged), damaged, len(old), report.partitions_written, len(made))
+
+
+def add_thumbnail(catalog: Catalog, record: ImageRecord) -> bool:
+    """Make the thumbnail of an image catalogued before thumbnails; False if its original cannot give one.
+
+    The record is rewritten with the thumbnail's key, which is why reindex
+    wants the catalog quiet: an add or delete of the same image at that
+    instant could be undone.
+    """
+    store, config = catalog.store, catalog.config
+    try:
+        data = store.get(record.key, max_bytes=config.max_image_bytes)
+        image = decode(data, max_pixels=config.max_pixels, max_side=DECODE_SIDE)
+    except (NotFound, PayloadTooLarge, InvalidImage):
+        return False  # the search index does not need it; the answer just has no thumb_url
+    key = layout.thumb_key(record.id)
+    store.put(key, make_thumbnail(image), content_type=CONTENT_TYPE)
+    store.put(layout.record_key(record.id), replace(record, thumb=key).to_json(), content_type="application/json")
+    return True

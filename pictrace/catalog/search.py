@@ -209,13 +209,16 @@ def _named(matches: list[Match], catalog: Catalog) -> list[Match]:
 
 def _result(catalog: Catalog, rank: int, m: Match) -> dict:
     meta = m.meta
-    stored = catalog.store.presign_get(meta["key"], catalog.config.presign_ttl) if meta.get("key") else ""
+    ttl = catalog.config.presign_ttl
+    stored = catalog.store.presign_get(meta["key"], ttl) if meta.get("key") else ""
     return {
         "rank": rank,
         "id": m.id,
         "name": meta.get("name", ""),
         "image_url": meta.get("image_url") or stored,
         "stored_url": stored,
+        # None for an image catalogued before thumbnails (until `pictrace reindex` makes them)
+        "thumb_url": catalog.store.presign_get(meta["thumb"], ttl) if meta.get("thumb") else None,
         "page_url": meta.get("page_url", ""),
         "score": round(m.score, 6),
         "scores": {name: round(v, 6) for name, v in m.scores.items()},

@@ -46,7 +46,7 @@ def add_images() -> Response[dict]:
                 raise  # a single bad image is the request's error
             failed.append({"url": src.image_url, **exc.to_dict()})
             continue
-        added.append({**result.record.public(), "created": result.created})
+        added.append({**result.record.public(), **s.catalog.urls(result.record), "created": result.created})
     if not added:
         if len(sources) == 1 and isinstance(sources[0], Failed):
             raise sources[0].error  # one URL, one reason: answer with it directly
@@ -74,9 +74,9 @@ def list_images() -> dict:
     limit = int_param(router, "limit", 50, 1, s.config.list_page_max)
     cursor = router.current_event.get_query_string_value("cursor", None) or None
     page = s.catalog.page(limit, cursor)
-    ttl = s.config.presign_ttl
     return {
-        "images": [{**r.public(), "stored_url": s.catalog.image_url(r), "expires_in": ttl} for r in page.records],
+        # Links are signed here, one page at a time, so the page never asks for them card by card.
+        "images": [{**r.public(), **s.catalog.urls(r)} for r in page.records],
         "count": len(page.records),
         "total": page.total,
         "next_cursor": page.next_cursor,
@@ -89,7 +89,7 @@ def list_images() -> dict:
 def get_image(image_id: str) -> dict:
     s = services()
     record = s.catalog.get(image_id)
-    return {**record.public(), "stored_url": s.catalog.image_url(record), "expires_in": s.config.presign_ttl}
+    return {**record.public(), **s.catalog.urls(record)}
 
 
 @router.delete("/images/<image_id>")
@@ -113,7 +113,7 @@ def similar_images(image_id: str) -> dict:
     result = run_search(
         s.catalog, s.invoker, data, k=k, ranking=ranking, exclude=[record.id], min_score=threshold
     )
-    return {"image": {**record.public(), "stored_url": s.catalog.image_url(record)}, **result}
+    return {"image": {**record.public(), **s.catalog.urls(record)}, **result}
 
 
 @router.get("/images/<image_id>/matches")

@@ -403,7 +403,7 @@ function transformChip(r) {
 function resultCard(r, query) {
   const name = r.name || shortId(r.id);
   const open = () => openMatch(r, query);
-  const thumb = h("img", { alt: "", loading: "lazy", referrerPolicy: "no-referrer", src: r.stored_url || r.image_url });
+  const thumb = h("img", { alt: "", loading: "lazy", referrerPolicy: "no-referrer", src: r.thumb_url || r.stored_url || r.image_url });
   return h(
     "li",
     { class: "result", dataset: { id: r.id, rank: String(r.rank), score: String(r.score) } },
@@ -585,14 +585,14 @@ const thumbObserver = new IntersectionObserver(
   { rootMargin: "200px" },
 );
 
-/** Give queued catalog cards their image, a few GET /images/{id} at a time. */
+/** Give queued catalog cards their image, a few GET /images/{id} at a time (only for cards whose record came without links). */
 function pumpThumbs() {
   while (thumbsInFlight < THUMB_CONCURRENCY && thumbQueue.length) {
     const card = thumbQueue.shift();
     if (!card.isConnected) continue;
     thumbsInFlight++;
     thumbUrl(card.dataset.id)
-      .then((url) => setThumb(card, url))
+      .then((urls) => setThumb(card, urls))
       .catch(() => card.classList.add("thumb-failed"))
       .finally(() => {
         thumbsInFlight--;
@@ -601,26 +601,30 @@ function pumpThumbs() {
   }
 }
 
-/** A presigned URL for an image, reused until shortly before it expires. */
-async function thumbUrl(id, fresh = false) {
-  const cached = catalog.urls.get(id);
-  if (!fresh && cached && cached.until > Date.now()) return cached.url;
-  const rec = await Api.getImage(id);
-  const url = rec.stored_url || rec.image_url;
-  catalog.urls.set(id, { url, until: Date.now() + Math.max(0, (rec.expires_in || 300) - 30) * 1000 });
-  return url;
+/** The links of a record: its thumbnail (the original for images catalogued before thumbnails) and the original. */
+function recordUrls(rec) {
+  const full = rec.stored_url || rec.image_url;
+  return { thumb: rec.thumb_url || full, full };
 }
 
-function setThumb(card, url) {
+/** Fresh presigned links for an image, reused until shortly before they expire. */
+async function thumbUrl(id, fresh = false) {
+  const cached = catalog.urls.get(id);
+  if (!fresh && cached && cached.until > Date.now()) return cached.urls;
+  const rec = await Api.getImage(id);
+  const urls = recordUrls(rec);
+  catalog.urls.set(id, { urls, until: Date.now() + Math.max(0, (rec.expires_in || 300) - 30) * 1000 });
+  return urls;
+}
+
+function setThumb(card, urls, retried = false) {
   const img = $("img", card);
   const link = $("a.thumb", card);
-  img.onerror = () => {
-    // An expired presigned URL: fetch a fresh one once.
-    img.onerror = () => card.classList.add("thumb-failed");
-    thumbUrl(card.dataset.id, true).then((u) => (img.src = u), () => card.classList.add("thumb-failed"));
-  };
-  img.src = url;
-  link.href = url;
+  const failed = () => card.classList.add("thumb-failed");
+  // An expired presigned URL (a page left open): fetch fresh ones, once.
+  img.onerror = retried ? failed : () => thumbUrl(card.dataset.id, true).then((u) => setThumb(card, u, true), failed);
+  img.src = urls.thumb;
+  link.href = urls.full;
 }
 
 function catalogCard(rec) {
@@ -648,7 +652,8 @@ function catalogCard(rec) {
       trashIcon(),
     ),
   );
-  if (rec.stored_url) setThumb(card, rec.stored_url);
+  // List and add answers carry the links; a card without them asks once it scrolls into view.
+  if (rec.stored_url) setThumb(card, recordUrls(rec));
   else thumbObserver.observe(card);
   return card;
 }

@@ -231,7 +231,7 @@ def test_catalog_lists_adds_and_deletes_through_the_page(stack, seeded, page, tm
     page.wait_for_function(f"() => document.querySelectorAll('#catalog-grid .cat-card').length === {len(SEEDS)}")
     listed = page.eval_on_selector_all("#catalog-grid .cat-card", "els => els.map(e => e.dataset.id)")
     assert sorted(listed) == sorted(seeded.values())
-    # Thumbnails come lazily from GET /images/{id}.
+    # The list answer signs every thumbnail.
     page.wait_for_function(
         "() => [...document.querySelectorAll('#catalog-grid img')].every(i => i.complete && i.naturalWidth > 0)"
     )
@@ -702,3 +702,21 @@ def test_two_chosen_images_are_compared_with_their_keypoints(stack, empty_catalo
     assert int(canvas.get_attribute("data-pairs")) == len(answer["keypoints"]["pairs"])
     assert page.inner_text("#match-count").startswith(f"{answer['keypoints']['count']} matched keypoints")
     assert empty_catalog.count() == 0  # comparing adds nothing
+
+
+def test_the_catalog_shows_thumbnails_signed_in_its_list(stack, seeded, page, traffic):
+    open_page(page, stack, "/#catalog")
+    page.wait_for_function(f"() => document.querySelectorAll('#catalog-grid .cat-card').length === {len(SEEDS)}")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#catalog-grid img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    cards = page.eval_on_selector_all(
+        "#catalog-grid .cat-card",
+        "els => els.map(e => ({src: e.querySelector('img').src, href: e.querySelector('a.thumb').href,"
+        " side: Math.max(e.querySelector('img').naturalWidth, e.querySelector('img').naturalHeight)}))",
+    )
+    assert all("/index/thumbs/" in c["src"] and "/catalog/" in c["href"] for c in cards), cards
+    assert {c["side"] for c in cards} == {256}
+    # One list request signs every link: no GET /images/{id} per card.
+    per_card = [u for m, u, _ in traffic.requests if m == "GET" and "/images/" in urlsplit(u).path]
+    assert per_card == []

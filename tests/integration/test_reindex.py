@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -75,3 +76,18 @@ def test_the_command_reindexes_a_data_folder(old_catalog):
         capture_output=True, text=True, timeout=120,
     )
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_reindex_makes_the_thumbnails_of_images_catalogued_before_them(old_catalog):
+    _, store, catalog, live = old_catalog
+    old = catalog.get(live[0])
+    store.put(layout.record_key(old.id), dataclasses.replace(old, thumb="").to_json())
+    store.delete(layout.thumb_key(old.id))
+    assert catalog.thumb_url(catalog.get(old.id)) is None
+
+    report = reindex(catalog)
+    assert report.thumbnails_made == 1
+    record = catalog.get(old.id)
+    assert record.thumb == layout.thumb_key(old.id) and record.etag == old.etag
+    assert store.get(record.thumb)[:3] == b"\xff\xd8\xff"  # a JPEG
+    assert reindex(catalog).thumbnails_made == 0  # made once
