@@ -140,7 +140,14 @@ class LocalIndex:
         matches, self.last_work = rerank(q, short, self._details.get_many(c.id for c in short), k=k, ranking=ranking)
         return [dataclasses.replace(m, meta=dict(self._metas.get(m.id, {}))) for m in matches if m.score >= min_score]
 
-    def similar(self, image_id: str, k: int = 5, min_score: float = 0.0, ranking: str = "default") -> list[Match]:
+    def similar(
+        self,
+        image_id: str,
+        k: int = 5,
+        min_score: float = 0.0,
+        ranking: str = "default",
+        shortlist: int = DEFAULT_PER_SIGNAL,
+    ) -> list[Match]:
         """The ``k`` images most like the indexed image ``image_id``, which is not among them.
 
         Searches with the stored features (no bytes are kept), which lack the
@@ -150,7 +157,7 @@ class LocalIndex:
         if image_id not in self._rows:
             raise KeyError(image_id)
         query = Query(features=self._details.get(image_id))
-        return self.search(query, k=k, ranking=ranking, min_score=min_score, exclude=[image_id])
+        return self.search(query, k=k, ranking=ranking, shortlist=shortlist, min_score=min_score, exclude=[image_id])
 
     def save(self, directory: str | Path) -> Path:
         """Write the index to ``directory`` (created if needed); :meth:`load` reads it back.

@@ -1,7 +1,8 @@
 """The ``pictrace`` command line: a thin layer over :mod:`pictrace.client`.
 
 Commands: ``serve`` (the local stack, with a demo catalog), ``add``,
-``search``, ``similar``, ``compare``, ``list``, ``get`` and ``delete``.  They
+``search``, ``similar``, ``compare``, ``list``, ``get``, ``delete``,
+``duplicates``, ``export`` and ``import``.  They
 talk to the API at ``--api`` (before or after the command; else
 ``PICTRACE_API_URL``, else http://127.0.0.1:8080), sending
 ``PICTRACE_API_KEY`` as ``X-Api-Key`` when it is set.  Output cut short by
@@ -348,6 +349,45 @@ def cmd_get(args: argparse.Namespace) -> int:
     return OK
 
 
+def groups_text(groups: Sequence[dict], first: int = 1) -> str:
+    """Duplicate groups as blocks: a heading per group, then one line per image."""
+    blocks = []
+    for n, g in enumerate(groups, first):
+        lines = [f"group {n}: {g['size']} images, best pair {g['best_score']:.3f}"]
+        lines += [f"  {short_id(i['id'])}  {i.get('name') or '-'}" for i in g["images"]]
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    api = client(args)
+    answer = api.duplicates(min_score=args.min_score, limit=args.limit)
+    if args.scan or answer["scan"] is None:
+        job = api.scan_duplicates()
+        note(f"scanning the catalog for duplicates (run {job['run'][:12]})...")
+        job = api.wait_for_scan(job["run"], timeout=args.wait)
+        if job["state"] == "failed":
+            raise CliError(f"the duplicates scan failed: {job.get('message') or job.get('error')}")
+        answer = api.duplicates(min_score=args.min_score, limit=args.limit)
+    groups = list(answer["groups"])
+    cursor = answer.get("next_cursor")
+    while args.all and cursor:
+        page = api.duplicates(min_score=args.min_score, limit=args.limit, cursor=cursor)
+        groups += page["groups"]
+        cursor = page.get("next_cursor")
+    if args.json:
+        dump({**answer, "groups": groups, "count": len(groups), "next_cursor": cursor})
+        return OK
+    scan = answer["scan"]
+    print(groups_text(groups) if groups else f"no duplicates (no group scores at least {answer['min_score']:g})")
+    note(f"{len(groups)} of {answer['total_groups']} groups; scan of {scan['images']} images, {_when(scan['finished_at'])}")
+    if cursor:
+        note("--all lists every group")
+    if not scan["complete"]:
+        note(f"pictrace: warning: the scan ran out of time after {scan['searched']} of {scan['images']} images")
+    return OK
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     api, failed = client(args), 0
     for image_id in args.ids:
@@ -533,6 +573,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     delete = _command(subs, "delete", cmd_delete, "Delete catalog images by id.", "pictrace delete 3f5a...e9 77b0...1c")
     delete.add_argument("ids", nargs="+", metavar="ID")
+
+    dupes = _command(
+        subs, "duplicates", cmd_duplicates,
+        "Show groups of near-duplicate images across the catalog, from the last scan "
+        "(a job over the whole index; the first time, and with --scan, one is run and waited for).",
+        "pictrace duplicates --min-score 0.8\npictrace duplicates --scan --all --json",
+    )
+    dupes.add_argument(
+        "--min-score", type=score, metavar="S", help="images scoring at least S together, from 0.5 to 1 (default: 0.8)"
+    )
+    dupes.add_argument("--limit", type=positive, default=20, help="groups per page (default: %(default)s, at most 100)")
+    dupes.add_argument("--all", action="store_true", help="every group, page after page")
+    dupes.add_argument("--scan", action="store_true", help="scan the catalog again first and wait for it")
+    dupes.add_argument("--wait", type=positive, default=900, metavar="SECONDS", help="how long to wait for a scan (default: %(default)s)")
+    dupes.add_argument("--json", action="store_true", help="print the API's JSON answer (with every pair's score and the links)")
     return parser
 
 

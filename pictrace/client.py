@@ -17,6 +17,7 @@ import json
 import mimetypes
 import os
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -357,6 +358,27 @@ class Client:
 
     def delete(self, image_id: str) -> dict:
         return self.call("DELETE", f"/images/{urllib.parse.quote(image_id, safe='')}")
+
+    def duplicates(self, *, min_score: float | None = None, limit: int | None = None, cursor: str | None = None) -> dict:
+        """``GET /duplicates``: one page of the last scan's groups of near-duplicates."""
+        return self.call("GET", "/duplicates", query={"min_score": min_score, "limit": limit, "cursor": cursor})
+
+    def scan_duplicates(self) -> dict:
+        """``POST /duplicates``: start a scan of the whole catalog (or join the one running); its ``job``."""
+        return self.call("POST", "/duplicates")["job"]
+
+    def wait_for_scan(self, run: str, timeout: float = 900.0, interval: float = 2.0) -> dict:
+        """Poll until the scan ``run`` is done or failed; its status.  :class:`TimedOut` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.duplicates(limit=1)["job"]
+            if job.get("run") == run and job.get("state") in ("done", "failed"):
+                return job
+            if job.get("run") not in (run, None) and job.get("state") in ("queued", "running"):
+                run = job["run"]  # ours was taken over by a newer one (a restart found it stale)
+            if time.monotonic() >= deadline:
+                raise TimedOut(f"the duplicates scan {run} did not finish within {timeout:g} s (it goes on; try again later)")
+            time.sleep(interval)
 
 
 def _json(raw: bytes) -> dict:

@@ -16,6 +16,7 @@ MB = 1024 * 1024
 class Config:
     bucket: str = ""
     score_function: str = ""
+    duplicates_function: str = ""  # the duplicate-groups job POST /duplicates starts
     # bytes and pixels
     max_body_bytes: int = 6 * MB  # a Lambda request payload cannot exceed 6 MB
     max_image_bytes: int = 25 * MB  # images read from S3 (presigned uploads, catalog drops)
@@ -48,6 +49,12 @@ class Config:
     allow_private_urls: bool = False  # only the local demo stack turns this on
     # HTTP: Access-Control-Allow-Origin of every API response (the template's CorsAllowOrigin)
     cors_allow_origin: str = "*"
+    # duplicate groups: pairs the job keeps (at least this score), neighbours
+    # kept per image, and the shortlist per phase-1 signal of its searches
+    duplicates_floor: float = 0.5
+    duplicates_neighbours: int = 10
+    duplicates_shortlist: int = 8
+    duplicates_page_max: int = 100
     # storage
     presign_ttl: int = 300
     # A local folder to keep objects in instead of the S3 bucket (only `pictrace serve`
@@ -62,7 +69,7 @@ class Config:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Config":
-        """Build from ``PICTRACE_<FIELD>`` variables (plus ``BUCKET_NAME`` and ``SCORE_FUNCTION_NAME``)."""
+        """Build from ``PICTRACE_<FIELD>`` variables (plus ``BUCKET_NAME``, ``SCORE_FUNCTION_NAME`` and ``DUPLICATES_FUNCTION_NAME``)."""
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {}
         for f in fields(cls):
@@ -72,6 +79,7 @@ class Config:
             values[f.name] = _parse(f.name, raw, type(getattr(cls, f.name)))
         values.setdefault("bucket", env.get("BUCKET_NAME", ""))
         values.setdefault("score_function", env.get("SCORE_FUNCTION_NAME", ""))
+        values.setdefault("duplicates_function", env.get("DUPLICATES_FUNCTION_NAME", ""))
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -149,6 +149,13 @@ class ScoringFailed(PicTraceError):
     status = 502
 
 
+class JobUnavailable(PicTraceError):
+    """A background job (the duplicate-groups scan) could not be started (a deployment fault)."""
+
+    code = "job_unavailable"
+    status = 503
+
+
 # --- the embedding model ---------------------------------------------------------
 
 

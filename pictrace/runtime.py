@@ -7,6 +7,7 @@ the very same handlers at moto and at the local invoke endpoint.
 
 from __future__ import annotations
 
+import json
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import boto3
 import botocore.config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from pictrace.adapters.folder_store import FolderStore
 from pictrace.adapters.invoke import ClientsByTimeout, LambdaInvoker
@@ -22,6 +24,7 @@ from pictrace.adapters.s3 import S3Store
 from pictrace.catalog.batch import ShardCache
 from pictrace.catalog.catalog import Catalog
 from pictrace.config import Config
+from pictrace.errors import JobUnavailable
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Services:
     catalog: Catalog
     invoker: LambdaInvoker
     cache: ShardCache
+    start_duplicates: Callable[[dict], None]  # invokes the duplicate-groups job, without waiting
 
 
 def build(config: Config) -> Services:
@@ -52,7 +56,22 @@ def build(config: Config) -> Services:
         margin=config.score_margin,
         time_left=time_left,
     )
-    return Services(config, store, Catalog(store, config), invoker, ShardCache())
+    starter = _starter(lambda: session.client("lambda"), config.duplicates_function)
+    return Services(config, store, Catalog(store, config), invoker, ShardCache(), starter)
+
+
+def _starter(make_client: Callable[[], Any], function: str) -> Callable[[dict], None]:
+    """``start(payload)``: an asynchronous (``Event``) invocation of ``function``; JobUnavailable if it fails."""
+
+    def start(payload: dict) -> None:
+        if not function:
+            raise JobUnavailable("this deployment has no duplicates job (DUPLICATES_FUNCTION_NAME is not set)")
+        try:
+            make_client().invoke(FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode())
+        except (BotoCoreError, ClientError) as exc:
+            raise JobUnavailable(f"the duplicates job could not be started ({exc.__class__.__name__})") from None
+
+    return start
 
 
 def _store(config: Config) -> S3Store | FolderStore:

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import CORSConfig, Response, content_ty
 
 from pictrace.config import Config
 from pictrace.errors import PicTraceError
-from pictrace.http import compare, images, search, site
+from pictrace.http import compare, duplicates, images, search, site
 from pictrace.http import openapi
 from pictrace.http.openapi import DescribedResolver
 
@@ -30,6 +30,7 @@ app = DescribedResolver(
 app.include_router(search.router)
 app.include_router(images.router)
 app.include_router(compare.router)
+app.include_router(duplicates.router)
 app.include_router(site.router)
 if openapi.available():
     # Swagger UI, its scripts inlined (no CDN); ?format=json is the same document as /openapi.json.

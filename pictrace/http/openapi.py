@@ -47,6 +47,7 @@ _STATUS = {
     415: "not an image format PicTrace reads",
     422: "an image that cannot be decoded",
     502: "a URL that could not be fetched, or scoring that failed",
+    503: "a part of the deployment that is missing (a job, the API description)",
 }
 
 
@@ -125,6 +126,16 @@ OPERATIONS: dict[tuple[str, str], tuple[list[dict], dict | None, tuple[int, ...]
     ),
     ("/compare", "post"): ([RANKING], _COMPARE_BODY, (400, 403, 404, 413, 415, 422, 502)),
     ("/uploads", "post"): ([], _UPLOAD_BODY, (400, 403)),
+    ("/duplicates", "get"): (
+        [
+            _query("min_score", "number", "groups of images scoring at least this together (not below the scan's floor, 0.5)", minimum=0, maximum=1, default=0.8),
+            _query("limit", "integer", "how many groups", minimum=1, maximum=100, default=20),
+            _query("cursor", "string", "next_cursor of the previous page"),
+        ],
+        None,
+        (400, 403, 502),
+    ),
+    ("/duplicates", "post"): ([], None, (403, 503)),
 }
 
 

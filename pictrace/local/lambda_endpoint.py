@@ -10,6 +10,11 @@ many execution environments at once.  They share this process, so what a
 handler keeps between invocations (the scoring function's shard cache) must
 be safe to share; the API function, whose router is not, sits behind the
 local API Gateway instead, which calls it one request at a time.
+
+An ``Event`` invocation (``InvocationType="Event"``, how the API starts the
+duplicates job) is answered 202 at once and runs on a thread of its own, its
+outcome dropped as Lambda drops it; :meth:`LambdaEndpoint.wait_async` waits
+for those still running.
 """
 
 from __future__ import annotations
@@ -42,9 +47,10 @@ class LambdaContext:
     aws_request_id: str
     memory_limit_in_mb: int = 1769
     invoked_function_arn: str = ""
+    timeout_ms: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.timeout_ms
 
 
 class InvokeError(Exception):
@@ -65,6 +71,8 @@ class LambdaEndpoint(LoopbackServer):
         self.hook: Hook | None = None
         self.calls: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._async: list[threading.Thread] = []
+        self.timeouts: dict[str, float] = {}  # seconds, per function (the template's Timeout); else 30
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         try:
@@ -89,7 +97,10 @@ class LambdaEndpoint(LoopbackServer):
             event = json.loads(body or b"{}")
         except ValueError:
             return _send(req, 400, {"message": "payload is not JSON"}, {"x-amzn-ErrorType": "InvalidRequestContentException"})
-        context = LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4()))
+        timeout_ms = int(self.timeouts.get(name, 30) * 1000)
+        context = LambdaContext(function_name=name, aws_request_id=str(uuid.uuid4()), timeout_ms=timeout_ms)
+        if req.headers.get("X-Amz-Invocation-Type", "RequestResponse") == "Event":
+            return self._start_async(req, handler, event, context)
         try:
             # The hook stands for the function's runtime: an InvokeError is a
             # refusal by the Lambda service, anything else a function error.
@@ -108,8 +119,30 @@ class LambdaEndpoint(LoopbackServer):
         return _send(req, 200, result, {})
 
 
+    def _start_async(self, req: BaseHTTPRequestHandler, handler: Handler, event: dict, context: LambdaContext) -> None:
+        def work() -> None:
+            try:
+                handler(event, context)
+            except Exception:  # Lambda would log it and retry per the function's config; locally: logged
+                traceback.print_exc()
+
+        thread = threading.Thread(target=work, name=f"lambda-event-{context.function_name}", daemon=True)
+        with self._lock:
+            self._async = [t for t in self._async if t.is_alive()] + [thread]
+        thread.start()
+        _send(req, 202, None, {})
+
+    def wait_async(self, timeout: float = 60.0) -> bool:
+        """Wait for the ``Event`` invocations still running; whether they all finished in time."""
+        with self._lock:
+            running = list(self._async)
+        for thread in running:
+            thread.join(timeout)
+        return not any(t.is_alive() for t in running)
+
+
 def _send(req: BaseHTTPRequestHandler, status: int, body: object, headers: dict[str, str]) -> None:
-    data = json.dumps(body).encode()
+    data = b"" if body is None else json.dumps(body).encode()
     try:
         req.send_response(status)
         req.send_header("Content-Type", "application/json")

@@ -47,7 +47,10 @@ FUNCTIONS = {
     "IndexFunction": "index",
     "PackFunction": "pack",
     "SearchTriggerFunction": "search_trigger",
+    "DuplicatesFunction": "duplicates",
 }
+# The template's Timeout of functions that run longer than the default 30 s.
+TIMEOUTS = {"DuplicatesFunction": 900}
 # Stopped in this order (see stop()).
 PARTS = ("gateway", "pool", "lambdas", "score_pool", "objects", "s3_server")
 TRIGGERS = {layout.CATALOG: "IndexFunction", layout.INCOMING: "SearchTriggerFunction"}
@@ -91,6 +94,7 @@ class LocalStack:
 
     def _start(self) -> "LocalStack":
         self.lambdas = LambdaEndpoint({}, host=self.host)
+        self.lambdas.timeouts.update(TIMEOUTS)
         if self.data_dir is None:
             self._start_moto()
             store_env: dict[str, str] = {}
@@ -107,6 +111,7 @@ class LocalStack:
                 "AWS_ENDPOINT_URL_LAMBDA": self.lambdas.url,
                 "BUCKET_NAME": self.bucket,
                 "SCORE_FUNCTION_NAME": "ScoreFunction",
+                "DUPLICATES_FUNCTION_NAME": "DuplicatesFunction",
                 "POWERTOOLS_SERVICE_NAME": "pictrace",
                 "POWERTOOLS_METRICS_NAMESPACE": "PicTrace",
                 "POWERTOOLS_TRACE_DISABLED": "true",

@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Lambda's cap on a function's code plus all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
-FUNCTIONS = ("ApiFunction", "ScoreFunction", "IndexFunction", "SearchTriggerFunction", "PackFunction")
+FUNCTIONS = ("ApiFunction", "ScoreFunction", "IndexFunction", "SearchTriggerFunction", "PackFunction", "DuplicatesFunction")
 ELF_X86_64 = 62  # e_machine value for AMD64
 
 
@@ -261,7 +261,7 @@ def test_pictrace_imports_from_the_built_layer_alone(project_build: Path) -> Non
 def test_function_artifacts_are_the_handlers(project_build: Path, project_copy: Path) -> None:
     sources = {
         "ApiFunction": "api", "ScoreFunction": "score", "IndexFunction": "index",
-        "SearchTriggerFunction": "search_trigger", "PackFunction": "pack",
+        "SearchTriggerFunction": "search_trigger", "PackFunction": "pack", "DuplicatesFunction": "duplicates",
     }
     for name, directory in sources.items():
         built = project_build / name / "app.py"

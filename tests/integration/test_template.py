@@ -24,8 +24,8 @@ from pictrace.catalog import layout
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
-FUNCTIONS = ("ApiFunction", "ScoreFunction", "IndexFunction", "SearchTriggerFunction", "PackFunction")
-ASYNC_FUNCTIONS = ("IndexFunction", "SearchTriggerFunction", "PackFunction")
+FUNCTIONS = ("ApiFunction", "ScoreFunction", "IndexFunction", "SearchTriggerFunction", "PackFunction", "DuplicatesFunction")
+ASYNC_FUNCTIONS = ("IndexFunction", "SearchTriggerFunction", "PackFunction", "DuplicatesFunction")
 # The concurrency an AWS account gets unless it asks for more, and the part
 # Lambda keeps unreserved whatever the functions reserve.
 ACCOUNT_CONCURRENCY = 1000
@@ -173,12 +173,14 @@ def test_async_functions_send_events_that_failed_for_good_to_the_queue() -> None
 
 def test_schedule_has_a_dead_letter_queue_it_may_write_to() -> None:
     deployed = translated()
-    [target] = deployed["PackFunctionEveryMinute"]["Properties"]["Targets"]
-    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
+    schedules = ("PackFunctionEveryMinute", "DuplicatesFunctionDaily")
+    for rule in schedules:
+        [target] = deployed[rule]["Properties"]["Targets"]
+        assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["FailedEventsQueue", "Arn"]}
     [statement] = deployed["FailedEventsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["PackFunctionEveryMinute", "Arn"]}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [{"Fn::GetAtt": [r, "Arn"]} for r in schedules]
 
 
 def test_the_failed_events_queue_keeps_messages_as_long_as_sqs_can_and_is_encrypted() -> None:
@@ -309,11 +311,27 @@ def test_background_functions_write_only_their_own_prefixes() -> None:
     assert prefixes(trigger, "s3:PutObject") == {layout.QUERIES, layout.RESULTS}
     assert prefixes(trigger, "s3:DeleteObject") == set()
     assert layout.INCOMING in prefixes(trigger, "s3:GetObject")
+    duplicates = s3_grants("DuplicatesFunction")
+    assert prefixes(duplicates, "s3:PutObject") == {"index/duplicates/"}
+    assert prefixes(duplicates, "s3:GetObject") == {"index/"}
+    assert prefixes(duplicates, "s3:DeleteObject") == set()
+    assert layout.DUPLICATES_STATUS.startswith("index/duplicates/") and layout.DUPLICATES_GROUPS.startswith("index/duplicates/")
+
+
+def test_the_duplicates_job_runs_alone_with_room_for_every_feature_file() -> None:
+    props = translated()["DuplicatesFunction"]["Properties"]
+    assert props["ReservedConcurrentExecutions"] == 1 and props["Timeout"] == 900
+    assert props["EphemeralStorage"]["Size"] >= 2048
+    api_env = translated()["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert api_env["DUPLICATES_FUNCTION_NAME"] == {"Ref": "DuplicatesFunction"}
 
 
 def test_index_prefixes_are_all_under_index() -> None:
     # The grants name "index/" as a whole: every key the index writes is below it.
-    for key in (layout.RECORDS, layout.FEATURES, layout.BY_KEY, layout.PENDING, layout.TOMBSTONES, layout.PARTITIONS, layout.SHARDS, layout.MANIFEST):
+    for key in (
+        layout.RECORDS, layout.FEATURES, layout.THUMBS, layout.BY_KEY, layout.PENDING, layout.TOMBSTONES,
+        layout.PARTITIONS, layout.SHARDS, layout.MANIFEST, layout.DUPLICATES_STATUS, layout.DUPLICATES_GROUPS,
+    ):
         assert key.startswith("index/")
 
 

@@ -1,0 +1,19 @@
+"""Duplicates function: the duplicate-groups scan over the whole index (on demand and daily)."""
+
+from aws_lambda_powertools import Logger, Tracer
+
+from pictrace.catalog.duplicates import run
+from pictrace.runtime import keeps_time, services, time_left
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@keeps_time
+def lambda_handler(event: dict, context) -> dict:
+    # POST /duplicates names its run; the schedule's event does not, so the job makes one.
+    outcome = run(services().catalog, event.get("run"), time_left)
+    logger.info("duplicates scan", extra=outcome)
+    return outcome
