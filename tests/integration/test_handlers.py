@@ -108,3 +108,11 @@ def test_pack_moves_pending_rows_into_a_partition(stack, coffee_added):
     assert out["packed"] == 1 and out["partitions_written"] == 1 and out["swapped"] is True
     status, body = call_api(stack, "api-search.json")
     assert body["results"][0]["id"] == coffee_added and body["counts"]["candidates"] == 1
+
+
+def test_the_duplicates_job_runs_from_its_schedule_and_the_api_reads_it(stack, coffee_added):
+    out = stack.invoke("DuplicatesFunction", event("duplicates-scheduled.json"))
+    assert out["state"] == "done" and len(out["run"]) == 32
+    status, body = call_api(stack, "api-duplicates.json")
+    assert status == 200 and body["job"] == out
+    assert body["scan"]["images"] == 1 and body["groups"] == []  # one image is no group
