@@ -22,6 +22,7 @@ from pictrace.core.candidates import DEFAULT_PER_SIGNAL, CandidateQuery, candida
 from pictrace.core.candidates import shortlist as merge_shortlist
 from pictrace.core.detail_file import DetailFile
 from pictrace.core.features import ImageFeatures, extract_features
+from pictrace.core.filters import Filter, check_meta, meta_tags
 from pictrace.core.partition import MAX_ROWS, Partition
 from pictrace.core.rerank import Work, rerank
 from pictrace.core.scoring import Match, Query, query_from_bytes
@@ -76,16 +77,30 @@ class LocalIndex:
         return image_id in self._rows
 
     def add(self, data: bytes, meta: dict | None = None) -> str:
-        """Add image bytes; returns the image id (sha256 of the bytes)."""
+        """Add image bytes; returns the image id (sha256 of the bytes).
+
+        ``meta`` is bounded as the API bounds it (:func:`pictrace.core.filters.check_meta`,
+        InvalidMeta otherwise); its top-level strings and lists of strings
+        are what :meth:`search`'s ``filter`` selects by.
+        """
         return self.add_features(extract_features(data), meta)
 
     def add_features(self, features: ImageFeatures, meta: dict | None = None) -> str:
         if features.sha256 not in self._rows:
+            meta = check_meta(dict(meta or {}))
             self._details.append(features)
-            self._rows[features.sha256] = compact.index_row(features)
-            self._metas[features.sha256] = dict(meta or {})
+            self._rows[features.sha256] = compact.index_row(features, tags=meta_tags(meta))
+            self._metas[features.sha256] = meta
             self._dirty = True
         return features.sha256
+
+    def set_meta(self, image_id: str, meta: dict) -> None:
+        """Replace an indexed image's metadata, and the tags filters select it by (KeyError if absent)."""
+        row = self._rows[image_id]
+        meta = check_meta(dict(meta))
+        self._rows[image_id] = dataclasses.replace(row, tags=compact.filter_tokens(meta_tags(meta)))
+        self._metas[image_id] = meta
+        self._dirty = True
 
     def remove(self, image_id: str) -> bool:
         found = self._rows.pop(image_id, None) is not None
@@ -124,19 +139,27 @@ class LocalIndex:
         shortlist: int = DEFAULT_PER_SIGNAL,
         min_score: float = 0.0,
         exclude: Iterable[str] = (),
+        filter: Filter | dict | None = None,
     ) -> list[Match]:
         """The ``k`` catalog images most similar to ``query``, best first.
 
         ``shortlist`` is how many candidates each cheap signal sends to the
         rerank.  Matches scoring below ``min_score`` are left out (the list
-        may be empty); ids in ``exclude`` are never returned.  What the
-        rerank did is left in :attr:`last_work`.
+        may be empty); ids in ``exclude`` are never returned.  ``filter``
+        (``{"field": "value" or ["any", "of"]}``, see
+        :class:`pictrace.core.filters.Filter`) makes only images whose meta
+        matches it candidates, so up to ``shortlist`` matching images are
+        reranked however many better ones do not match.  What the rerank
+        did is left in :attr:`last_work`.
         """
+        wanted = filter if isinstance(filter, Filter) else Filter.parse(filter)
         q = prepare_query(query) if isinstance(query, (bytes, bytearray)) else query
         cq = candidate_query(q)
         skip = tuple(exclude)
-        found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, exclude=skip)]
-        short = merge_shortlist(found, shortlist)
+        tags = wanted.tokens() if wanted else ()
+        found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, exclude=skip, tags=tags)]
+        # Tokens are hashes: the metadata itself decides.
+        short = [c for c in merge_shortlist(found, shortlist) if wanted.matches(self._metas.get(c.id, {}))]
         matches, self.last_work = rerank(q, short, self._details.get_many(c.id for c in short), k=k, ranking=ranking)
         return [dataclasses.replace(m, meta=dict(self._metas.get(m.id, {}))) for m in matches if m.score >= min_score]
 
@@ -147,6 +170,7 @@ class LocalIndex:
         min_score: float = 0.0,
         ranking: str = "default",
         shortlist: int = DEFAULT_PER_SIGNAL,
+        filter: Filter | dict | None = None,
     ) -> list[Match]:
         """The ``k`` images most like the indexed image ``image_id``, which is not among them.
 
@@ -157,7 +181,9 @@ class LocalIndex:
         if image_id not in self._rows:
             raise KeyError(image_id)
         query = Query(features=self._details.get(image_id))
-        return self.search(query, k=k, ranking=ranking, shortlist=shortlist, min_score=min_score, exclude=[image_id])
+        return self.search(
+            query, k=k, ranking=ranking, shortlist=shortlist, min_score=min_score, exclude=[image_id], filter=filter
+        )
 
     def save(self, directory: str | Path) -> Path:
         """Write the index to ``directory`` (created if needed); :meth:`load` reads it back.

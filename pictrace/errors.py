@@ -85,6 +85,31 @@ class PayloadTooLarge(PicTraceError):
     status = 413
 
 
+class InvalidMeta(BadRequest):
+    """An image's ``meta`` is not a storable JSON object (not an object, too deep, a bad field name, too many filterable values)."""
+
+    code = "invalid_meta"
+
+
+class MetaTooLarge(PayloadTooLarge):
+    """An image's ``meta`` is larger than its byte bound."""
+
+    code = "meta_too_large"
+
+
+class InvalidFilter(BadRequest):
+    """A search or listing ``filter`` is malformed or above its bounds."""
+
+    code = "invalid_filter"
+
+
+class Conflict(PicTraceError):
+    """The resource kept changing while the request tried to change it; trying again is safe."""
+
+    code = "conflict"
+    status = 409
+
+
 class NotFound(PicTraceError):
     code = "not_found"
     status = 404

@@ -23,7 +23,7 @@ the catalog.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -138,8 +138,15 @@ def candidates(
     *,
     per_signal: int = DEFAULT_PER_SIGNAL,
     exclude: Iterable[str] = (),
+    tags: Sequence[np.ndarray] = (),
 ) -> list[Candidate]:
-    """The union of ``partition``'s best ``per_signal`` rows by each signal; ids in ``exclude`` never."""
+    """The union of ``partition``'s best ``per_signal`` rows by each signal; ids in ``exclude`` never.
+
+    ``tags`` is a filter as token sets (:meth:`pictrace.core.filters.Filter.tokens`):
+    only rows holding one token of every set compete, so every signal's top
+    list is made of matching rows and a filtered search finds as many
+    matches as exist, not the matches among the best unfiltered rows.
+    """
     n = len(partition)
     if n == 0 or per_signal <= 0:
         return []
@@ -147,6 +154,10 @@ def candidates(
     excluded = set(exclude)
     if excluded:
         alive = np.array([i not in excluded for i in partition.id_list()], dtype=bool)
+    if tags:
+        alive &= tagged(partition, tags)
+        if not alive.any():
+            return []  # nothing here matches: no signal needs computing
     layouts = layout_scores(query, partition)  # (n, 8)
     colour = colour_scores(query, partition)
     shared = np.stack([word_hits(query.probes, partition), word_hits(query.mirror_probes, partition)])
@@ -162,6 +173,17 @@ def candidates(
         Candidate(ids[r], float(layout[r]), float(colour[r]), int(shared[0, r]), int(shared[1, r]), int(orientation[r]))
         for r in sorted(picked)
     ]
+
+
+def tagged(partition: Partition, tags: Sequence[np.ndarray]) -> np.ndarray:
+    """(n,) bool: rows that hold, for every token set, at least one of its tokens (an empty set matches none)."""
+    mask = np.ones(len(partition), dtype=bool)
+    for tokens in tags:
+        hit = np.zeros(len(partition), dtype=bool)
+        for token in tokens:
+            hit[partition.rows_tagged(int(token))] = True
+        mask &= hit
+    return mask
 
 
 def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL) -> list[Candidate]:
