@@ -388,6 +388,37 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pictrace.transfer import export_catalog
+
+    return _transfer(args, export_catalog, "exported", "already in the folder")
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pictrace.transfer import import_catalog
+
+    return _transfer(args, import_catalog, "imported", "already in the catalog")
+
+
+def _transfer(args: argparse.Namespace, run: Callable, verb: str, kept: str) -> int:
+    """Run an export or import; one summary line, then one line per failure."""
+    from pictrace.transfer import TransferError
+
+    try:
+        report = run(client(args), args.dir, jobs=args.jobs)
+    except TransferError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename or args.dir}: {exc.strerror or exc}") from None
+    if args.json:
+        dump(report.to_dict())
+    else:
+        print(f"{verb} {len(report.done)}, {kept} {len(report.kept)}, failed {len(report.failed)}")
+        for image_id, reason in report.failed:
+            print(f"  failed {image_id}: {reason}")
+    return FAILED if report.failed else OK
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     api, failed = client(args), 0
     for image_id in args.ids:
@@ -573,6 +604,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     delete = _command(subs, "delete", cmd_delete, "Delete catalog images by id.", "pictrace delete 3f5a...e9 77b0...1c")
     delete.add_argument("ids", nargs="+", metavar="ID")
+
+    export = _command(
+        subs, "export", cmd_export,
+        "Copy the whole catalog (originals and their records: names, source URLs, meta) into a folder, "
+        "through the API; running it again into the same folder resumes it.",
+        "pictrace export backup/\npictrace --api https://abc.execute-api.eu-west-1.amazonaws.com/v1 export backup/",
+    )
+    export.add_argument("dir", metavar="DIR", help="an empty folder (created if needed) or an earlier export")
+    export.add_argument("-j", "--jobs", type=positive, default=4, help="concurrent downloads (default: %(default)s)")
+    export.add_argument("--json", action="store_true", help="print the ids exported, kept and failed as JSON")
+
+    importer = _command(
+        subs, "import", cmd_import,
+        "Add every image of an export folder to the catalog, through the API; the folder is checked "
+        "first, images already there are kept, and running it again adds only what is missing.",
+        "pictrace import backup/\npictrace --api http://127.0.0.1:8080 import backup/ --json",
+    )
+    importer.add_argument("dir", metavar="DIR", help="a folder written by pictrace export")
+    importer.add_argument("-j", "--jobs", type=positive, default=4, help="concurrent adds (default: %(default)s)")
+    importer.add_argument("--json", action="store_true", help="print the ids imported, kept and failed as JSON")
 
     dupes = _command(
         subs, "duplicates", cmd_duplicates,

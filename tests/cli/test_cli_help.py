@@ -24,7 +24,7 @@ def commands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_the_commands_are_the_documented_ones():
-    assert set(commands()) == {"serve", "add", "search", "similar", "compare", "list", "get", "delete", "reindex", "duplicates"}
+    assert set(commands()) == {"serve", "add", "search", "similar", "compare", "list", "get", "delete", "reindex", "duplicates", "export", "import"}
 
 
 @pytest.mark.parametrize("name", sorted(commands()))
