@@ -50,6 +50,8 @@ REQUESTS = [
     ("POST", "/search", b"\xff\xd8\xff", "image/jpeg"),
     ("POST", "/images", b"\xff\xd8\xff", "image/jpeg"),
     ("POST", "/uploads", b'{"content_type": "image/png"}', "application/json"),
+    ("GET", "/duplicates", None, None),
+    ("POST", "/duplicates", None, None),
 ]
 
 

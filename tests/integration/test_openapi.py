@@ -21,7 +21,10 @@ def test_openapi_describes_every_route_with_its_parameters_and_errors(api):
         ("POST", "/search"), ("POST", "/images"), ("GET", "/images"), ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"), ("GET", "/images/{image_id}/similar"),
         ("GET", "/images/{image_id}/matches"), ("POST", "/compare"), ("POST", "/uploads"), ("GET", "/health"),
+        ("GET", "/duplicates"), ("POST", "/duplicates"),
     }  # fmt: skip
+    dupes = spec["paths"]["/duplicates"]["get"]
+    assert {p["name"] for p in dupes["parameters"]} == {"min_score", "limit", "cursor"}
     search = spec["paths"]["/search"]["post"]
     assert {p["name"] for p in search["parameters"]} == {"k", "ranking", "min_score"}
     assert set(search["requestBody"]["content"]) == {"image/*", "multipart/form-data", "application/json"}
