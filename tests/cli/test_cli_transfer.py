@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 
 import pytest
 
@@ -130,3 +131,31 @@ def test_an_import_cut_short_leaves_whole_images_and_a_rerun_adds_the_rest(stack
     assert report.kept == [first] and sorted(report.done) == sorted(set(ids.values()) - {first})
     assert report.failed == [] and set(catalog.ids()) == set(ids.values())
     assert catalog.get(ids["coffee"]).meta == {"album": "kitchen"}  # meta travels with an upload too
+
+
+@pytest.mark.slow
+def test_from_one_stack_to_another(pictrace, run, stack, tmp_path, empty_catalog):
+    """The session stack (moto's S3 in memory) into a `pictrace serve` of its own (a folder store)."""
+    from tests.cli.conftest import closed_port
+    from tests.cli.test_cli_serve import serve
+
+    ids = seed(stack)
+    out = tmp_path / "backup"
+    assert pictrace("export", str(out)).code == 0
+    port = closed_port()
+    target = f"http://127.0.0.1:{port}"
+    proc = serve("--no-demo", "--port", str(port), "--data", str(tmp_path / "target"), "--workers", "1")
+    try:
+        assert proc.stdout.readline().strip() == f"web page: {target}/"
+        first = run("import", str(out), api=target)
+        assert first.code == 0, first.err
+        assert first.out.splitlines() == ["imported 3, already in the catalog 0, failed 0"]
+        listed = {r["id"]: r for r in Client(target).all_images()}
+        assert set(listed) == set(ids.values())
+        assert listed[ids["coffee"]]["meta"] == {"album": "kitchen"}
+        hits = Client(target).similar(ids["rocket"], k=1)  # searchable there: features were made on ingest
+        assert hits["image"]["id"] == ids["rocket"]
+        assert run("import", str(out), api=target).out.splitlines() == ["imported 0, already in the catalog 3, failed 0"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
