@@ -4,6 +4,8 @@
 >>> index = LocalIndex.from_folder("photos/")          # doctest: +SKIP
 >>> for hit in index.search(open("query.jpg", "rb").read(), k=3):  # doctest: +SKIP
 ...     print(hit.meta["name"], round(hit.score, 3), hit.scores)
+>>> for hit in index.search(open("query.jpg", "rb").read(), mode="similar"):  # doctest: +SKIP
+...     print(hit.meta["name"], round(hit.semantic, 3))   # the same kind of thing, not a copy
 >>> index.save("photos.index")                           # doctest: +SKIP
 >>> index = LocalIndex.load("photos.index")              # doctest: +SKIP
 """
@@ -26,7 +28,7 @@ from pictrace.core.filters import Filter, check_meta, meta_tags
 from pictrace.core.partition import MAX_ROWS, Partition
 from pictrace.core.rerank import Work, rerank
 from pictrace.core.scoring import Match, Query, query_from_bytes
-from pictrace.errors import CorruptShard
+from pictrace.errors import CorruptShard, ModelUnavailable
 
 __all__ = ["LocalIndex", "Match", "extract_features", "prepare_query", "IMAGE_SUFFIXES"]
 
@@ -140,6 +142,7 @@ class LocalIndex:
         min_score: float = 0.0,
         exclude: Iterable[str] = (),
         filter: Filter | dict | None = None,
+        mode: str = "default",
     ) -> list[Match]:
         """The ``k`` catalog images most similar to ``query``, best first.
 
@@ -151,17 +154,28 @@ class LocalIndex:
         matches it candidates, so up to ``shortlist`` matching images are
         reranked however many better ones do not match.  What the rerank
         did is left in :attr:`last_work`.
+        ``mode="similar"`` ranks by looks-like similarity (``Match.semantic``,
+        also its ``score``) and raises ModelUnavailable without the
+        embedding model; every match reports ``semantic`` either way.
         """
         wanted = filter if isinstance(filter, Filter) else Filter.parse(filter)
         q = prepare_query(query) if isinstance(query, (bytes, bytearray)) else query
+        if mode == "similar" and q.features.embedding is None:
+            raise ModelUnavailable("mode='similar' needs the embedding model: python -m pictrace.model.convert")
         cq = candidate_query(q)
         skip = tuple(exclude)
         tags = wanted.tokens() if wanted else ()
-        found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, exclude=skip, tags=tags)]
+        found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, mode=mode, exclude=skip, tags=tags)]
         # Tokens are hashes: the metadata itself decides.
-        short = [c for c in merge_shortlist(found, shortlist) if wanted.matches(self._metas.get(c.id, {}))]
-        matches, self.last_work = rerank(q, short, self._details.get_many(c.id for c in short), k=k, ranking=ranking)
+        short = [c for c in merge_shortlist(found, shortlist, mode) if wanted.matches(self._metas.get(c.id, {}))]
+        matches, self.last_work = rerank(q, short, self._details.get_many(c.id for c in short), k=k, ranking=ranking, mode=mode)
         return [dataclasses.replace(m, meta=dict(self._metas.get(m.id, {}))) for m in matches if m.score >= min_score]
+
+    def labels(self, image_id: str) -> list[tuple[str, float]]:
+        """The image's top ImageNet labels with probabilities, best first ([] without the model; KeyError if absent)."""
+        if image_id not in self._rows:
+            raise KeyError(image_id)
+        return list(self._details.get(image_id).labels)
 
     def similar(
         self,
@@ -171,6 +185,7 @@ class LocalIndex:
         ranking: str = "default",
         shortlist: int = DEFAULT_PER_SIGNAL,
         filter: Filter | dict | None = None,
+        mode: str = "default",
     ) -> list[Match]:
         """The ``k`` images most like the indexed image ``image_id``, which is not among them.
 
@@ -182,7 +197,8 @@ class LocalIndex:
             raise KeyError(image_id)
         query = Query(features=self._details.get(image_id))
         return self.search(
-            query, k=k, ranking=ranking, shortlist=shortlist, min_score=min_score, exclude=[image_id], filter=filter
+            query, k=k, ranking=ranking, shortlist=shortlist, min_score=min_score, exclude=[image_id], filter=filter,
+            mode=mode,
         )
 
     def save(self, directory: str | Path) -> Path:

@@ -11,7 +11,11 @@ Three signals, each blind to edits the others see:
   (:mod:`pictrace.core.compact`; survives crops and edits that keep
   corners, fails on flat pictures),
 
-plus their blend ``layout + colour``.  A partition returns the union of its
+plus their blend ``layout + colour``; ``mode="similar"`` picks by one signal
+instead, ``semantic``: the cosine of the rows' int8 looks-like codes with the
+query's (one (n, 96) matrix product; rows without codes never compete).
+Every candidate carries its semantic score either way, so phase 2 reports
+it beside the three signals.  A partition returns the union of its
 best rows by each signal; merging those lists from every partition and
 keeping the union of the global best by each signal again
 (:func:`shortlist`) gives exactly the rows that the same rule applied to the
@@ -31,6 +35,7 @@ from pictrace.core import compact, transforms
 from pictrace.core.partition import Partition
 
 SIGNALS = ("layout", "colour", "blend", "words")
+MODES = ("default", "similar")
 DEFAULT_PER_SIGNAL = 32
 # Layout similarity at which a quarter turn of the query is believed.
 TRUSTED_LAYOUT = 0.5
@@ -45,10 +50,14 @@ class CandidateQuery:
     colour: np.ndarray  # (64,) float32 unit vector
     probes: "Probes"  # word probes of the query's descriptors
     mirror_probes: "Probes"  # the same for its mirror image's descriptors
+    semantic: np.ndarray | None = None  # (SEMANTIC_DIMS,) float32 unit looks-like vector; None without the model
 
     @classmethod
-    def of(cls, thumb: np.ndarray, colour: np.ndarray, descriptors: np.ndarray, mirror: np.ndarray | None) -> "CandidateQuery":
-        """From a query's SSIM thumbnail, compact colour, ORB descriptors and mirrored ones."""
+    def of(
+        cls, thumb: np.ndarray, colour: np.ndarray, descriptors: np.ndarray, mirror: np.ndarray | None,
+        semantic: np.ndarray | None = None,
+    ) -> "CandidateQuery":
+        """From a query's SSIM thumbnail, compact colour, ORB descriptors, mirrored ones and int8 looks-like codes."""
         grid = compact.layout_vector(thumb).reshape(compact.LAYOUT_SIDE, compact.LAYOUT_SIDE)
         layouts = np.stack([transforms.apply(grid, i).reshape(-1) for i in range(len(transforms.DIHEDRAL))])
         return cls(
@@ -56,6 +65,7 @@ class CandidateQuery:
             colour=compact.unit_rows(colour[None, :])[0],
             probes=Probes.of(compact.probe_words(descriptors)),
             mirror_probes=Probes.of(compact.probe_words(mirror if mirror is not None else np.zeros((0, 32), np.uint8))),
+            semantic=None if semantic is None else compact.unit_rows(np.asarray(semantic)[None, :])[0],
         )
 
 
@@ -83,7 +93,7 @@ class Probes:
 def query_side(query) -> CandidateQuery:
     """The phase-1 side of a :class:`pictrace.core.scoring.Query`."""
     f = query.features
-    return CandidateQuery.of(f.thumb, compact.colour_counts(f), f.descriptors, query.mirror_descriptors)
+    return CandidateQuery.of(f.thumb, compact.colour_counts(f), f.descriptors, query.mirror_descriptors, f.semantic)
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class Candidate:
     own_words: int  # query descriptors meeting the row's words
     mirror_words: int  # the same for the query's mirror image
     orientation: int  # the symmetry of the query that best lines it up with this row
+    semantic: float | None = None  # cosine of the looks-like codes; None if the row or the query has none
 
     @property
     def words(self) -> int:
@@ -112,6 +123,8 @@ class Candidate:
         return hi >= 2 * lo + 4
 
     def signal(self, name: str) -> float:
+        if name == "semantic":
+            return -np.inf if self.semantic is None else self.semantic
         return self.layout + self.colour if name == "blend" else getattr(self, name)
 
     def to_dict(self) -> dict:
@@ -121,6 +134,7 @@ class Candidate:
             "colour": round(self.colour, 6),
             "words": [self.own_words, self.mirror_words],
             "orientation": self.orientation,
+            "semantic": None if self.semantic is None else round(self.semantic, 6),
         }
 
     @classmethod
@@ -129,7 +143,8 @@ class Candidate:
         if not 0 <= orientation < len(transforms.DIHEDRAL):
             raise ValueError(f"orientation {orientation} is out of range")
         own, mirror = (int(w) for w in d["words"])
-        return cls(str(d["id"]), float(d["layout"]), float(d["colour"]), own, mirror, orientation)
+        semantic = None if d.get("semantic") is None else float(d["semantic"])
+        return cls(str(d["id"]), float(d["layout"]), float(d["colour"]), own, mirror, orientation, semantic)
 
 
 def candidates(
@@ -137,6 +152,7 @@ def candidates(
     partition: Partition,
     *,
     per_signal: int = DEFAULT_PER_SIGNAL,
+    mode: str = "default",
     exclude: Iterable[str] = (),
     tags: Sequence[np.ndarray] = (),
 ) -> list[Candidate]:
@@ -164,13 +180,15 @@ def candidates(
     words = shared.max(axis=0).astype(np.float64)
     layout = layouts.max(axis=1)
     orientation = orientations(layouts, shared)
+    semantic = semantic_scores(query, partition)
     picked: set[int] = set()
-    for signal in (layout, colour, layout + colour, np.where(words > 0, words, -np.inf)):
+    for signal in _picking(mode, layout, colour, words, semantic):
         masked = np.where(alive, signal, -np.inf)
         picked.update(int(r) for r in _top(masked, per_signal) if np.isfinite(masked[r]))
     ids = partition.id_list()
     return [
-        Candidate(ids[r], float(layout[r]), float(colour[r]), int(shared[0, r]), int(shared[1, r]), int(orientation[r]))
+        Candidate(ids[r], float(layout[r]), float(colour[r]), int(shared[0, r]), int(shared[1, r]), int(orientation[r]),
+                  None if np.isnan(semantic[r]) else float(semantic[r]))
         for r in sorted(picked)
     ]
 
@@ -186,8 +204,28 @@ def tagged(partition: Partition, tags: Sequence[np.ndarray]) -> np.ndarray:
     return mask
 
 
-def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL) -> list[Candidate]:
+def _picking(mode: str, layout, colour, words, semantic) -> list[np.ndarray]:
+    """The per-row signals whose top lists a partition sends on, in ``mode``."""
+    if mode == "similar":
+        return [np.where(np.isnan(semantic), -np.inf, semantic)]
+    if mode != "default":
+        raise ValueError(f"mode must be one of {MODES}")
+    return [layout, colour, layout + colour, np.where(words > 0, words, -np.inf)]
+
+
+def semantic_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
+    """(n,) cosine of every row's looks-like codes with the query's; NaN for rows without codes, or all without a query vector."""
+    if query.semantic is None:
+        return np.full(len(partition), np.nan)
+    rows = partition.unit_semantic()
+    scores = (rows @ query.semantic).astype(np.float64)
+    return np.where(partition.semantic.any(axis=1), scores, np.nan)
+
+
+def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL, mode: str = "default") -> list[Candidate]:
     """Merge partitions' candidates into the global shortlist: the union of the best ``per_signal`` by each signal.
+
+    In ``mode="similar"`` the one signal is ``semantic``.
 
     An id met twice (an image both pending and packed) keeps its first entry.
     Ordered best first by the candidate's best rank over the signals, then id.
@@ -197,8 +235,8 @@ def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL) 
         unique.setdefault(c.id, c)
     pool = list(unique.values())
     best_rank: dict[str, int] = {}
-    for name in SIGNALS:
-        eligible = [c for c in pool if name != "words" or c.words > 0]
+    for name in ("semantic",) if mode == "similar" else SIGNALS:
+        eligible = [c for c in pool if (name != "words" or c.words > 0) and np.isfinite(c.signal(name))]
         eligible.sort(key=lambda c: (-c.signal(name), c.id))
         for rank, c in enumerate(eligible[:per_signal]):
             best_rank[c.id] = min(rank, best_rank.get(c.id, rank))

@@ -20,7 +20,9 @@ million images in a few warm containers, so a row is a few hundred bytes:
   codes (all zero when the image has none), for ``mode=similar``.
 * ``tags``: :func:`filter_token` of every (field, value) a search filter
   may ask for, kept like the words as an inverted index, so a filter is
-  applied inside phase 1 rather than to its results.
+  applied inside phase 1 rather than to its results.  The image's stored
+  ImageNet labels join them as field ``"label"`` (:data:`LABEL_FIELD`),
+  as many as fit in :data:`MAX_ROW_TAGS` beside the given ones, best first.
 
 The asymmetry is deliberate: the stored side keeps few words, the query
 side hashes *every* descriptor in *every* table and also probes every word
@@ -49,6 +51,9 @@ WORD_BITS = 24
 STORED_DESCRIPTORS = 128
 PROBE_RADIUS = 1
 SEMANTIC_DIMS = 96
+LABEL_FIELD = "label"
+# Tags a row holds at most: with 128 words and 96 codes, ten keep it under 1 KB.
+MAX_ROW_TAGS = 10
 
 # Table t reads bits _BIT_ORDER[t * WORD_BITS:(t + 1) * WORD_BITS] of the
 # 256-bit descriptor: a fixed spread (73 is coprime to 256), different from
@@ -79,17 +84,34 @@ def index_row(
 ) -> IndexRow:
     """The compact row of an image's detail features (deterministic).
 
-    ``semantic`` is the image's int8 looks-like codes, if it has them;
-    ``tags`` the (field, value) pairs a filter may select it by.
+    ``semantic`` is the image's int8 looks-like codes (default: the
+    features' own, if they have them); ``tags`` the (field, value) pairs a
+    filter may select it by, to which the features' labels are added
+    (:func:`label_tags`).
     """
     return IndexRow(
         sha256=features.sha256,
         layout=quantise_layout(layout_vector(features.thumb)),
         colour=colour_counts(features),
         words=stored_words(features.descriptors),
-        semantic=semantic_codes(semantic),
-        tags=filter_tokens(tags),
+        semantic=semantic_codes(features.semantic if semantic is None else semantic),
+        tags=_with_labels(list(tags), features),
     )
+
+
+def label_tags(features: ImageFeatures) -> list[tuple[str, str]]:
+    """The ("label", name) filter pairs of an image's stored ImageNet labels, best first."""
+    return [(LABEL_FIELD, name) for name, _ in features.labels]
+
+
+def _with_labels(tags: list[tuple[str, str]], features: ImageFeatures) -> np.ndarray:
+    """The row's tokens: the given tags, then label tags while the row holds fewer than MAX_ROW_TAGS."""
+    tokens = filter_tokens(tags)
+    for pair in label_tags(features):
+        if len(tokens) >= MAX_ROW_TAGS:
+            break  # a label filter then misses this image; its meta's tags come first
+        tokens = np.union1d(tokens, filter_tokens([pair])).astype(np.uint32)
+    return tokens
 
 
 def semantic_codes(codes: np.ndarray | None) -> np.ndarray:

@@ -15,6 +15,13 @@ Every catalog image is reduced to two groups of arrays:
 
 Geometry follows the original: the image is resized to a square of side
 ``min(1024, largest side)`` before ORB and the histogram are computed.
+
+The looks-like part (``mode=similar``) comes from the same decode: the
+EfficientNet-Lite0 embedding (1280 float16, 2.5 KB, read in phase 2), its
+96 int8 index-row codes and the top :data:`STORED_LABELS` ImageNet labels
+with their probabilities (:mod:`pictrace.model.embedding`).  Features made
+without the model, and those stored before embeddings, have none
+(``embedding is None``); ``pictrace reindex`` adds them.
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ WORD_BITS = 16
 _WORD_BIT_ORDER = (np.arange(256) * 101 + 7) % 256
 _WORD_WEIGHTS = (1 << np.arange(WORD_BITS)).astype(np.uint32)
 
+STORED_LABELS = 3  # also the image's "label" filter tags, so the row budget holds
+EMBEDDING_DIMS = 1280
+
 FEATURES_FORMAT = "pictrace-features"
 FEATURES_VERSION = 2
 
@@ -78,6 +88,10 @@ class ImageFeatures:
     # Queries only: ORB of the mirrored image, so mirrored copies still match.
     mirror_keypoints: np.ndarray | None = None
     mirror_descriptors: np.ndarray | None = None
+    # Looks-like: None for features made without the model or before embeddings.
+    embedding: np.ndarray | None = None  # (EMBEDDING_DIMS,) float16, unit norm
+    semantic: np.ndarray | None = None  # (SEMANTIC_DIMS,) int8 index-row codes
+    labels: tuple[tuple[str, float], ...] = ()  # top ImageNet labels, best first, with probabilities
 
     @property
     def nbytes_index(self) -> int:
@@ -106,9 +120,13 @@ class ImageFeatures:
             "height": self.height,
             "side": self.side,
         }
+        if self.labels:
+            header["labels"] = [[name, p] for name, p in self.labels]
         extra = {}
         if self.mirror_descriptors is not None and self.mirror_keypoints is not None:
             extra = {"mirror_descriptors": self.mirror_descriptors, "mirror_keypoints": self.mirror_keypoints}
+        if self.embedding is not None and self.semantic is not None:
+            extra.update(embedding=self.embedding, semantic=self.semantic)
         np.savez_compressed(
             buf,
             header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
@@ -145,6 +163,9 @@ class ImageFeatures:
                 words=arrays["words"],
                 mirror_keypoints=arrays.get("mirror_keypoints"),
                 mirror_descriptors=arrays.get("mirror_descriptors"),
+                embedding=arrays.get("embedding"),
+                semantic=arrays.get("semantic"),
+                labels=_labels(header.get("labels", [])),
             )
         except KeyError as exc:
             raise CorruptShard(f"features file lacks {exc.args[0]!r}") from None
@@ -163,12 +184,13 @@ def extract_features(data: bytes, *, max_pixels: int = 50_000_000) -> ImageFeatu
 
 
 def features_from_image(
-    image: np.ndarray, sha256: str, original_size: tuple[int, int] | None = None
+    image: np.ndarray, sha256: str, original_size: tuple[int, int] | None = None, *, semantic: bool = True
 ) -> ImageFeatures:
     """Compute features of a decoded BGR uint8 image.
 
     ``original_size`` is ``(width, height)`` when ``image`` was decoded at a
-    reduced scale; it only affects the reported size.
+    reduced scale; it only affects the reported size.  ``semantic`` adds the
+    looks-like embedding, codes and labels (left out if the model is missing).
     """
     h, w = image.shape[:2]
     width, height = original_size or (w, h)
@@ -190,7 +212,39 @@ def features_from_image(
         hist_value=hist_value,
         words=visual_words(descriptors),
         side=square.shape[0],
+        **(looks_like(image) if semantic else {}),
     )
+
+
+def looks_like(image: np.ndarray) -> dict:
+    """The embedding fields of :class:`ImageFeatures` for a BGR image; {} without the model."""
+    from pictrace.model import embedding as model  # cv2.dnn and the net load only when used
+
+    emb = model.try_embed(image)
+    if emb is None:
+        return {}
+    return {
+        "embedding": emb.vector.astype(np.float16),
+        "semantic": model.semantic_codes(emb.vector),
+        "labels": _distinct_labels(emb.labels)[:STORED_LABELS],
+    }
+
+
+def _distinct_labels(labels: list[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """Labels with one entry per name, best first: two ImageNet classes share a clean name
+    ("missile"), and their probabilities add up."""
+    merged: dict[str, float] = {}
+    for name, p in labels:
+        merged[name] = merged.get(name, 0.0) + p
+    return tuple(sorted(((n, round(p, 6)) for n, p in merged.items()), key=lambda lp: (-lp[1], lp[0])))
+
+
+def _labels(raw: object) -> tuple[tuple[str, float], ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and isinstance(x[1], (int, float)) for x in raw
+    ):
+        raise CorruptShard("features header labels are malformed")
+    return tuple((str(name), float(p)) for name, p in raw)
 
 
 def canonical_square(image: np.ndarray) -> np.ndarray:
@@ -310,6 +364,11 @@ def _check_features(f: ImageFeatures) -> None:
         raise CorruptShard("features field mirror_descriptors is malformed")
     if m is not None and (f.mirror_keypoints is None or f.mirror_keypoints.shape != (len(m), 2)):
         raise CorruptShard("mirrored keypoints and descriptors disagree")
+    e, c = f.embedding, f.semantic
+    if (e is None) != (c is None):
+        raise CorruptShard("features hold an embedding without codes, or codes without one")
+    if e is not None and (e.dtype != np.float16 or e.shape != (EMBEDDING_DIMS,) or c.dtype != np.int8 or c.ndim != 1):
+        raise CorruptShard("features field embedding or semantic is malformed")
     if f.hist_index.shape != f.hist_value.shape or f.hist_index.dtype != np.uint16:
         raise CorruptShard("histogram arrays are malformed")
     check_words(f.words, "features field words")

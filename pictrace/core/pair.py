@@ -33,7 +33,7 @@ class Comparison:
     def to_dict(self) -> dict:
         return {
             "score": round(self.match.score, 6),
-            "scores": {k: round(v, 6) for k, v in self.match.scores.items()},
+            "scores": self.match.rounded_scores(),
             "transform": self.match.transform,
             "keypoints": {
                 "count": self.pair_count,

@@ -6,7 +6,7 @@ so reading one never runs code) holding, row-aligned:
 * ``ids``    - (n, 32) uint8, the sha256 of each image
 * ``layout`` - (n, 256) int8, 16x16 layouts (:func:`pictrace.core.compact.layout_vector`)
 * ``colour`` - (n, 64) uint8, 4x4x4 colour histograms of square roots
-* ``semantic`` - (n, 128) int8, looks-like codes (zeros: none)
+* ``semantic`` - (n, 96) int8, looks-like codes (zeros: none)
 * ``word_low`` / ``word_buckets`` / ``word_rows`` - the inverted index:
   every stored visual word in sorted order, as its low 16 bits (uint16)
   and, per value of its high bits, how many words have it (1,024 uint32),
@@ -143,6 +143,12 @@ class Partition:
         if "colours" not in self._cache:
             self._cache["colours"] = _unit(self.colour)
         return self._cache["colours"]
+
+    def unit_semantic(self) -> np.ndarray:
+        """The looks-like codes as float32 unit rows (rows without codes stay zero), made once per loaded partition."""
+        if "semantic" not in self._cache:
+            self._cache["semantic"] = _unit(self.semantic)
+        return self._cache["semantic"]
 
     def to_bytes(self, nonce: str = "") -> bytes:
         """The partition file; a ``nonce`` (kept in the header, ignored on reading) makes equal rows distinct objects."""

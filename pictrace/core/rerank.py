@@ -13,12 +13,19 @@ once its cheap signals are known.  The cascade therefore:
 
 The result equals scoring every candidate in full; :class:`Work` counts
 what the stop saved.
+
+``mode="similar"`` ranks by looks-like similarity instead: every candidate's
+``semantic`` score is the cosine of the full 1280-d embeddings (read with
+the detail features; the phase-1 codes stand in for features without one),
+the best ``k`` by it are the answer, and only those ``k`` get the three
+signals, which are reported but do not reorder them.  Either mode reports
+``semantic`` on every match.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import os
@@ -39,9 +46,11 @@ from pictrace.core.scoring import (
     match_homography,
     orb_share,
     rank,
+    semantic_similarity,
 )
 
 RANKINGS = ("default", "seed")
+MODES = ("default", "similar")
 _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="pictrace-rerank")
 
 
@@ -79,6 +88,7 @@ def rerank(
     k: int,
     ranking: str = "default",
     cascade: bool = True,
+    mode: str = "default",
 ) -> tuple[list[Match], Work]:
     """The best ``k`` of ``shortlist`` by the three signals, and the work it took.
 
@@ -90,9 +100,39 @@ def rerank(
     """
     if ranking not in RANKINGS:
         raise ValueError(f"ranking must be one of {RANKINGS}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
     work = [(c, details[c.id]) for c in shortlist if c.id in details]
     if k <= 0 or not work:
         return [], Work(len(work), 0)
+    if mode == "similar":
+        return _similar(query, work, k, ranking)
+    matches, done = _copies(query, work, k, ranking, cascade)
+    semantic = {c.id: _semantic(query, c, f) for c, f in work}
+    return [replace(m, semantic=semantic[m.id]) for m in matches], done
+
+
+def _semantic(query: Query, cand: Candidate, features: ImageFeatures) -> float | None:
+    """The looks-like score: full embeddings when both have them, else the phase-1 codes' cosine."""
+    full = semantic_similarity(query.features, features)
+    return cand.semantic if full is None else full
+
+
+def _similar(query: Query, work: list, k: int, ranking: str) -> tuple[list[Match], Work]:
+    """The ``k`` most alike by semantic score, each with the three signals as well."""
+    scored = [(s, c, f) for c, f in work if (s := _semantic(query, c, f)) is not None]
+    best = sorted(scored, key=lambda t: (-t[0], t[1].id))[:k]
+
+    def signals(item) -> Match:
+        s, c, f = item
+        m = _seed_match(query, f, {}) if ranking == "seed" else _full(query, _cheap(query, c, f))
+        return replace(m, score=s, semantic=s)
+
+    return rank(_map(signals, best), k), Work(len(work), len(best))
+
+
+def _copies(query: Query, work: list, k: int, ranking: str, cascade: bool) -> tuple[list[Match], Work]:
+    """The default mode: the best ``k`` by the mean of the three signals, cheapest first."""
     if ranking == "seed":
         return rank(_map(lambda item: _seed_match(query, item[1], {}), work), k), Work(len(work), len(work))
     cheap = sorted(_map(lambda item: _cheap(query, *item), work), key=lambda c: (-c.bound, c.candidate.id))

@@ -16,6 +16,10 @@ query's mirror image's keypoints when the query is mirrored; histograms
 also compared with brightness and contrast undone (:mod:`pictrace.core.tone`).
 Which candidates get scored, and in which order, is the search's business
 (:mod:`pictrace.core.candidates`, :mod:`pictrace.core.rerank`).
+
+A fourth score, ``semantic``, rides along: the cosine of the two images'
+looks-like embeddings (:func:`semantic_similarity`), None when either has
+none.  It ranks ``mode=similar`` and is only reported in the default mode.
 """
 
 from __future__ import annotations
@@ -68,16 +72,21 @@ class Match:
     hist: float
     transform: str = "identity"  # the edit that turns the candidate into the query
     meta: dict = field(default_factory=dict, compare=False)
+    semantic: float | None = None  # looks-like cosine; None if either image has no embedding
 
     @property
-    def scores(self) -> dict[str, float]:
-        return {"ssim": self.ssim, "orb": self.orb, "hist": self.hist}
+    def scores(self) -> dict[str, float | None]:
+        return {"ssim": self.ssim, "orb": self.orb, "hist": self.hist, "semantic": self.semantic}
+
+    def rounded_scores(self) -> dict[str, float | None]:
+        """:attr:`scores` rounded to 6 places, as answers carry them (``semantic`` may be None)."""
+        return {k: None if v is None else round(v, 6) for k, v in self.scores.items()}
 
     def to_dict(self) -> dict:
         return {
             "id": self.id,
             "score": round(self.score, 6),
-            "scores": {k: round(v, 6) for k, v in self.scores.items()},
+            "scores": self.rounded_scores(),
             "transform": self.transform,
             **{k: v for k, v in self.meta.items() if k not in ("id", "score", "scores", "transform")},
         }
@@ -94,6 +103,7 @@ class Match:
             hist=float(s["hist"]),
             transform=str(d.get("transform", "identity")),
             meta=meta,
+            semantic=None if s.get("semantic") is None else float(s["semantic"]),
         )
 
 
@@ -183,6 +193,15 @@ def query_from_image(image: np.ndarray, sha256: str, original_size: tuple[int, i
     return Query(
         features=dataclasses.replace(feats, mirror_keypoints=mirror_kp, mirror_descriptors=mirror_desc)
     )
+
+
+def semantic_similarity(a: ImageFeatures, b: ImageFeatures) -> float | None:
+    """Cosine of two images' float16 embeddings (both stored unit length); None if either has none."""
+    if a.embedding is None or b.embedding is None:
+        return None
+    u, v = a.embedding.astype(np.float32), b.embedding.astype(np.float32)
+    norm = float(np.linalg.norm(u) * np.linalg.norm(v))
+    return float(u @ v) / norm if norm > 0 else 0.0
 
 
 def rank(matches: Iterable[Match], k: int) -> list[Match]:

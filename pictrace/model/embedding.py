@@ -9,10 +9,18 @@ command that builds it.
 
 Preprocessing is TF EfficientNet-Lite's: RGB, short side resized to 224
 (area interpolation), centre crop 224x224, (x - 127) / 128.
+
+What an index row keeps is :func:`semantic_codes`: the vector projected to
+96 dimensions by :func:`projection` (a fixed seeded random orthonormal
+basis: no data is fitted, so every machine and every build agree) and
+stored as int8 (96 bytes). :func:`try_embed` is the ingest path's entry: a
+missing model is logged once and answered with None, so copy detection
+keeps working and ``pictrace reindex`` fills the embeddings in later.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,6 +42,12 @@ QUANT_SCALE = 400.0
 DEFAULT_MODEL = Path(__file__).with_name("data") / "efficientnet_lite0.onnx"
 BUILD_COMMAND = "python -m pictrace.model.convert --out " + str(DEFAULT_MODEL)
 _LABELS = Path(__file__).with_name("imagenet_labels.txt")
+# Index-row codes: a unit vector of SEMANTIC_DIMS has components up to about
+# 0.5 (0.4997 over 1,391 photos), so 254 uses the whole int8 range unclipped.
+SEMANTIC_DIMS = 96
+SEMANTIC_SCALE = 254.0
+_log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,22 @@ def embed(bgr: np.ndarray, model_path: str = "") -> Embedding:
     top = np.argsort(-probs, kind="stable")[:TOP_LABELS]
     names = labels()
     return Embedding(vector.astype(np.float32), [(names[i], round(float(probs[i]), 6)) for i in top])
+
+
+def try_embed(bgr: np.ndarray, model_path: str = "") -> Embedding | None:
+    """:func:`embed`, or None when the model file is missing or unreadable (logged once per path)."""
+    try:
+        return embed(bgr, model_path)
+    except ModelUnavailable as err:
+        if model_path not in _warned:
+            _warned.add(model_path)
+            _log.warning("images are indexed without embeddings until the model is installed: %s", err.message)
+        return None
+
+
+def semantic_codes(vector: np.ndarray, dims: int = SEMANTIC_DIMS) -> np.ndarray:
+    """The (dims,) int8 index-row codes of a unit embedding: projected, renormalised, times SEMANTIC_SCALE."""
+    return np.clip(np.rint(project(vector, dims) * SEMANTIC_SCALE), -127, 127).astype(np.int8)
 
 
 def quantise(vector: np.ndarray) -> np.ndarray:

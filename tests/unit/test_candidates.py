@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -101,8 +102,11 @@ def test_filter_tokens_tell_fields_and_values_apart():
 
 
 def test_a_row_without_semantic_codes_has_zeros(catalog):
-    row = compact.index_row(catalog["coffee"])
+    # Features made without the model (or stored before embeddings) have none.
+    bare = dataclasses.replace(catalog["coffee"], embedding=None, semantic=None, labels=())
+    row = compact.index_row(bare)
     assert row.semantic.shape == (compact.SEMANTIC_DIMS,) and not row.semantic.any()
+    assert np.array_equal(compact.index_row(catalog["coffee"]).semantic, catalog["coffee"].semantic)
     with pytest.raises(ValueError):
         compact.index_row(catalog["coffee"], semantic=np.zeros(7, np.int8))
 
