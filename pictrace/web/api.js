@@ -164,4 +164,7 @@ const Api = {
   getImage: (id) => request(`images/${encodeURIComponent(id)}`),
   deleteImage: (id) => request(`images/${encodeURIComponent(id)}`, { method: "DELETE" }),
   matches: (id, querySha) => request(`images/${encodeURIComponent(id)}/matches?query=${encodeURIComponent(querySha)}`),
+  duplicates: ({ minScore, cursor, limit = 10 }) =>
+    request(`duplicates?${new URLSearchParams({ min_score: String(minScore), limit: String(limit), ...(cursor ? { cursor } : {}) })}`),
+  scanDuplicates: () => request("duplicates", { method: "POST" }),
 };

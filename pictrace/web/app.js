@@ -739,6 +739,103 @@ function confirmDelete(rec, card) {
   dialog.showModal();
 }
 
+/* ---- duplicate groups ------------------------------------------------------------ */
+
+const dupes = { cursor: null, minScore: 0.8 };
+
+/** Show the last scan's groups at the chosen minimum score (a first page, or the next one). */
+async function showDuplicates(reset) {
+  const box = $("#dupes-messages");
+  const list = $("#dupes-groups");
+  if (reset) {
+    box.replaceChildren();
+    dupes.cursor = null;
+    dupes.minScore = Number($("#dupes-min").value) || 0.8;
+  }
+  list.setAttribute("aria-busy", "true");
+  try {
+    let page = await Api.duplicates({ minScore: dupes.minScore, cursor: reset ? null : dupes.cursor });
+    if (reset && !page.scan && page.job.state === "none") page = await scanAndWait();
+    if (reset) list.replaceChildren();
+    const first = list.children.length + 1;
+    list.append(...page.groups.map((g, i) => dupeGroup(g, first + i)));
+    dupes.cursor = page.next_cursor;
+    $("#dupes-more").hidden = !page.next_cursor;
+    $("#dupes-summary").textContent = dupesSummary(page);
+  } catch (err) {
+    showError(box, err, "Finding duplicates");
+    maybeAskForKey(err);
+  } finally {
+    list.removeAttribute("aria-busy");
+  }
+}
+
+function dupesSummary(page) {
+  const scan = page.scan;
+  if (!scan) return "No scan yet.";
+  const when = new Date(scan.finished_at * 1000).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const found = page.total_groups ? plural(page.total_groups, "group") : "No group";
+  const partial = scan.complete ? "" : ` (the scan ran out of time after ${scan.searched} of them)`;
+  return `${found} scoring ${fmt3(page.min_score)} or more · scan of ${plural(scan.images, "image")}, ${when}${partial}`;
+}
+
+/** Start a scan (or join the one running), wait for it, then answer its first page. */
+async function scanAndWait() {
+  $("#dupes-summary").textContent = "Scanning the whole catalog for near-duplicates…";
+  const { job } = await Api.scanDuplicates();
+  for (;;) {
+    await new Promise((done) => setTimeout(done, 1000));
+    const page = await Api.duplicates({ minScore: dupes.minScore });
+    if (page.job.run === job.run && page.job.state === "done") return page;
+    if (page.job.run === job.run && page.job.state === "failed") {
+      throw new ApiError(500, { error: "scan_failed", message: page.job.message || "the duplicates scan failed" });
+    }
+  }
+}
+
+function dupeGroup(g, n) {
+  return h(
+    "li",
+    { class: "dupe-group", dataset: { size: String(g.size) } },
+    h("div", { class: "dupe-head" }, h("strong", {}, `Group ${n}: ${plural(g.size, "image")}`), h("span", { class: "score" }, `best pair ${fmt3(g.best_score)}`)),
+    h(
+      "ul",
+      { class: "dupe-images" },
+      g.images.map((img) => {
+        const { thumb, full } = recordUrls(img);
+        const name = img.name || shortId(img.id);
+        return h(
+          "li",
+          { dataset: { id: img.id } },
+          h("a", { class: "thumb", href: full, target: "_blank", rel: "noopener noreferrer", "aria-label": `Open ${name} in a new tab` }, h("img", { alt: "", src: thumb, loading: "lazy", referrerPolicy: "no-referrer" })),
+          h("span", { class: "cat-name", title: img.id }, name),
+        );
+      }),
+    ),
+  );
+}
+
+$("#dupes-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  showDuplicates(true);
+});
+$("#dupes-more").addEventListener("click", () => showDuplicates(false));
+$("#dupes-scan").addEventListener("click", async () => {
+  const button = $("#dupes-scan");
+  button.disabled = true;
+  $("#dupes-messages").replaceChildren();
+  dupes.minScore = Number($("#dupes-min").value) || 0.8;
+  try {
+    await scanAndWait();
+    await showDuplicates(true);
+  } catch (err) {
+    showError($("#dupes-messages"), err, "Scanning for duplicates");
+    maybeAskForKey(err);
+  } finally {
+    button.disabled = false;
+  }
+});
+
 /** Add files or URLs to the catalog, then reload it and report what happened. */
 async function addToCatalog({ files = [], urls = [] }) {
   const messages = $("#catalog-messages");

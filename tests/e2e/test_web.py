@@ -720,3 +720,31 @@ def test_the_catalog_shows_thumbnails_signed_in_its_list(stack, seeded, page, tr
     # One list request signs every link: no GET /images/{id} per card.
     per_card = [u for m, u, _ in traffic.requests if m == "GET" and "/images/" in urlsplit(u).path]
     assert per_card == []
+
+
+def test_duplicate_groups_are_shown_with_their_thumbnails(stack, seeded, page, traffic):
+    img = sample_bgr("coffee")
+    h, w = img.shape[:2]
+    body, ctype = multipart("coffee-copy.jpg", jpeg(img[h // 16 : h - h // 16, w // 20 :], 50))
+    copy_id = Client(stack.api_url).post("/images", body, ctype).body["ids"][0]
+    stack.store.delete("index/duplicates/groups.json")  # no scan yet: the first look runs one
+    open_page(page, stack, "/#catalog")
+    page.fill("#dupes-min", "0.6")
+    page.click("#dupes-form button[type=submit]")
+    page.wait_for_selector("#dupes-groups .dupe-group")
+    groups = page.eval_on_selector_all(
+        "#dupes-groups .dupe-group", "els => els.map(g => [...g.querySelectorAll('li[data-id]')].map(li => li.dataset.id))"
+    )
+    assert [sorted(g) for g in groups] == [sorted([seeded["coffee"], copy_id])]
+    page.wait_for_function("() => [...document.querySelectorAll('#dupes-groups img')].every(i => i.complete && i.naturalWidth > 0)")
+    srcs = page.eval_on_selector_all("#dupes-groups img", "els => els.map(e => e.src)")
+    assert all("/index/thumbs/" in s for s in srcs)
+    assert "1 group scoring 0.600 or more" in page.locator("#dupes-summary").inner_text()
+    assert any(m == "POST" and urlsplit(u).path.endswith("/duplicates") for m, u, _ in traffic.requests)
+    page.locator("#dupes").scroll_into_view_if_needed()
+    shot(page, "duplicates")
+
+    page.fill("#dupes-min", "0.3")  # below the scan's floor: the API's message
+    page.click("#dupes-form button[type=submit]")
+    page.wait_for_selector("#dupes-messages .message.error")
+    assert "at least 0.5" in page.locator("#dupes-messages").inner_text()
