@@ -167,9 +167,15 @@ class LocalIndex:
         tags = wanted.tokens() if wanted else ()
         found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, mode=mode, exclude=skip, tags=tags)]
         # Tokens are hashes: the metadata itself decides.
-        short = [c for c in merge_shortlist(found, shortlist, mode) if wanted.matches(self._metas.get(c.id, {}))]
-        matches, self.last_work = rerank(q, short, self._details.get_many(c.id for c in short), k=k, ranking=ranking, mode=mode)
+        short = merge_shortlist(found, shortlist, mode)
+        details = self._details.get_many(c.id for c in short)
+        if wanted:  # the meta and the stored labels decide, not the hashed tags
+            short = [c for c in short if c.id in details and wanted.matches(self._filterable(c.id, details[c.id]))]
+        matches, self.last_work = rerank(q, short, details, k=k, ranking=ranking, mode=mode)
         return [dataclasses.replace(m, meta=dict(self._metas.get(m.id, {}))) for m in matches if m.score >= min_score]
+
+    def _filterable(self, image_id: str, features: ImageFeatures) -> dict:
+        return compact.filterable(self._metas.get(image_id, {}), features.labels)
 
     def labels(self, image_id: str) -> list[tuple[str, float]]:
         """The image's top ImageNet labels with probabilities, best first ([] without the model; KeyError if absent)."""

@@ -104,6 +104,19 @@ def label_tags(features: ImageFeatures) -> list[tuple[str, str]]:
     return [(LABEL_FIELD, name) for name, _ in features.labels]
 
 
+def filterable(meta: dict, labels) -> dict:
+    """What a filter matches an image by: its meta plus its labels as field ``"label"`` (a list).
+
+    ``labels`` are (name, probability) pairs; a meta field named "label" keeps its own values too.
+    """
+    names = [name for name, _ in labels]
+    if not names:
+        return meta
+    own = meta.get(LABEL_FIELD)
+    mine = [own] if isinstance(own, str) else [v for v in own if isinstance(v, str)] if isinstance(own, list) else []
+    return {**meta, LABEL_FIELD: [*mine, *names]}
+
+
 def _with_labels(tags: list[tuple[str, str]], features: ImageFeatures) -> np.ndarray:
     """The row's tokens: the given tags, then label tags while the row holds fewer than MAX_ROW_TAGS."""
     tokens = filter_tokens(tags)
