@@ -22,7 +22,7 @@ from pictrace.catalog import layout
 from pictrace.core.candidates import Candidate, CandidateQuery, candidates, query_side
 from pictrace.core.features import ImageFeatures
 from pictrace.core.partition import Partition
-from pictrace.core.rerank import RANKINGS, rerank
+from pictrace.core.rerank import MODES, RANKINGS, rerank
 from pictrace.core.scoring import Query
 from pictrace.errors import BadRequest, CorruptShard, NotFound
 
@@ -83,6 +83,9 @@ def candidate_batch(store: S3Store, event: Mapping, cache: ShardCache, per_signa
         raise BadRequest("per_signal must be an integer") from None
     if not 1 <= per_signal <= MAX_PER_SIGNAL:
         raise BadRequest(f"per_signal must be from 1 to {MAX_PER_SIGNAL}")
+    mode = str(event.get("mode", "default"))
+    if mode not in MODES:
+        raise BadRequest(f"mode must be one of {', '.join(MODES)}")
     vanished = 0
     damaged: list[str] = []
     if "partition" in batch:
@@ -97,7 +100,7 @@ def candidate_batch(store: S3Store, event: Mapping, cache: ShardCache, per_signa
             except CorruptShard:
                 damaged.append(key)  # one damaged row must not hide the others
         part = Partition.concat(parts)
-    found = candidates(_candidate_query(store, query_key, cache), part, per_signal=per_signal, exclude=exclude)
+    found = candidates(_candidate_query(store, query_key, cache), part, per_signal=per_signal, mode=mode, exclude=exclude)
     return {
         "candidates": [c.to_dict() for c in found],
         "rows": len(part) - len(set(exclude) & set(part.id_list())),
@@ -112,6 +115,7 @@ def rerank_batch(store: S3Store, event: Mapping, cache: ShardCache) -> dict:
         query_key = str(event["query"])
         k = int(event.get("k", 5))
         ranking = str(event.get("ranking", "default"))
+        mode = str(event.get("mode", "default"))
         raw = event["candidates"]
         if not isinstance(raw, list) or len(raw) > MAX_RERANK:
             raise ValueError(f"candidates must be a list of at most {MAX_RERANK}")
@@ -122,10 +126,12 @@ def rerank_batch(store: S3Store, event: Mapping, cache: ShardCache) -> dict:
         raise BadRequest("query must be a key under queries/")
     if ranking not in RANKINGS or not 1 <= k <= 1000:
         raise BadRequest("bad k or ranking in scoring event")
+    if mode not in MODES:
+        raise BadRequest(f"mode must be one of {', '.join(MODES)}")
     if not all(layout.is_image_id(c.id) for c in shortlist):
         raise BadRequest("candidate ids must be image ids")
     details, damaged = _load_features(store, [c.id for c in shortlist])
-    matches, work = rerank(_query(store, query_key, cache), shortlist, details, k=k, ranking=ranking)
+    matches, work = rerank(_query(store, query_key, cache), shortlist, details, k=k, ranking=ranking, mode=mode)
     return {
         "matches": [m.to_dict() for m in matches],
         "work": work.to_dict(),

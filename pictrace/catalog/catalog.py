@@ -25,7 +25,7 @@ from typing import Iterator
 
 from pictrace.adapters.s3 import PreconditionFailed, S3Store
 from pictrace.catalog import layout
-from pictrace.catalog.records import ImageRecord
+from pictrace.catalog.records import ImageRecord, labels_json
 from pictrace.config import Config
 from pictrace.core.features import ImageFeatures
 from pictrace.core.probe import probe
@@ -108,6 +108,7 @@ class Catalog:
             page_url=page_url,
             etag=etag,
             thumb=layout.thumb_key(features.sha256),
+            labels=labels_json(features.labels),
         )
         return self._write(record, features, data if key is None else None, thumb)
 

@@ -17,7 +17,12 @@ from pictrace.errors import DamagedRecord
 _SHA = re.compile(r"[0-9a-f]{64}")
 # Field name -> the JSON types it may hold (bool is excluded from the numbers below).
 _REQUIRED = {"id": str, "key": str, "format": str, "width": int, "height": int, "bytes": int}
-_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str, "thumb": str}
+_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str, "thumb": str, "labels": list}
+
+
+def labels_json(labels) -> list[dict]:
+    """(label, probability) pairs of an image's features as records and answers hold them."""
+    return [{"label": str(name), "probability": round(float(p), 4)} for name, p in labels]
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class ImageRecord:
     page_url: str = ""  # the page it was found on, if any
     etag: str = ""  # the original's ETag when it was indexed ("" in records older than this field)
     thumb: str = ""  # key of the display thumbnail ("" in records made before thumbnails)
+    # Top ImageNet labels, [{"label", "probability"}], best first ([] without the model, until reindex)
+    labels: list = field(default_factory=list)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -68,6 +75,7 @@ class ImageRecord:
             "page_url": self.page_url,
             "added_at": self.added_at,
             "thumb": self.thumb,
+            "labels": self.labels,
         }
 
     def public(self) -> dict:

@@ -26,13 +26,22 @@ from typing import Protocol, Sequence
 from pictrace.catalog import layout
 from pictrace.catalog.catalog import Catalog
 from pictrace.catalog.packing import Manifest
+from pictrace.catalog.records import labels_json
 from pictrace.config import Config
 from pictrace.core.candidates import Candidate, shortlist
 from pictrace.core.merge import merge_topk
 from pictrace.core.probe import probe
-from pictrace.core.rerank import RANKINGS
+from pictrace.core.rerank import MODES, RANKINGS
 from pictrace.core.scoring import Match, query_from_bytes
-from pictrace.errors import BadRequest, CorruptShard, DamagedRecord, OutdatedIndex, PayloadTooLarge, ScoringFailed
+from pictrace.errors import (
+    BadRequest,
+    CorruptShard,
+    DamagedRecord,
+    ModelUnavailable,
+    OutdatedIndex,
+    PayloadTooLarge,
+    ScoringFailed,
+)
 
 
 class Invoker(Protocol):
@@ -96,12 +105,15 @@ def search(
     *,
     k: int,
     ranking: str = "default",
+    mode: str = "default",
     exclude: Sequence[str] = (),
     min_score: float = 0.0,
 ) -> dict:
     """Search the catalog for ``data``; the response body of ``POST /search``.
 
-    Ids in ``exclude`` are never returned (an image searched for its
+    ``mode="similar"`` ranks by looks-like similarity (the embedding's
+    cosine) instead of copy detection's three signals; every result
+    reports ``semantic`` either way.  Ids in ``exclude`` are never returned (an image searched for its
     look-alikes is not one of them); results scoring below ``min_score`` are
     left out, so ``results`` may be empty.
     """
@@ -110,10 +122,14 @@ def search(
     check_k(k, config)
     if ranking not in RANKINGS:
         raise BadRequest(f"ranking must be one of {', '.join(RANKINGS)}")
+    if mode not in MODES:
+        raise BadRequest(f"mode must be one of {', '.join(MODES)}")
     if len(data) > config.max_image_bytes:
         raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {config.max_image_bytes}")
     info = probe(data)
     query = query_from_bytes(data, max_pixels=config.max_pixels)
+    if mode == "similar" and query.features.embedding is None:
+        raise ModelUnavailable("mode=similar needs the embedding model, which this deployment lacks")
     sha = query.features.sha256
     query_s3_key = catalog.store_query(data, query.features)
     the_plan = plan(catalog)
@@ -122,6 +138,7 @@ def search(
     phase1 = [
         {
             "phase": "candidates",
+            "mode": mode,
             "query": query_key,
             "batch": batch,
             "per_signal": config.shortlist,
@@ -134,7 +151,7 @@ def search(
     answers1 = invoker.map(phase1, reserve=config.rerank_reserve)
     failed = _failures(phase1, answers1, lambda p: p["batch"])
     found = [Candidate.from_dict(c) for a in answers1 if not isinstance(a, ScoringFailed) for c in a["candidates"]]
-    short = shortlist(found, config.shortlist)
+    short = shortlist(found, config.shortlist, mode)
 
     step = max(1, config.rerank_batch)
     phase2 = [
@@ -144,6 +161,7 @@ def search(
             "candidates": [c.to_dict() for c in short[start : start + step]],
             "k": k,
             "ranking": ranking,
+            "mode": mode,
         }
         for start in range(0, len(short), step)
     ]
@@ -163,9 +181,11 @@ def search(
             "bytes": len(data),
             "s3_key": query_s3_key,
             "stored_url": catalog.store.presign_get(query_s3_key, config.presign_ttl),
+            "labels": labels_json(query.features.labels),
         },
         "k": k,
         "ranking": ranking,
+        "mode": mode,
         "min_score": min_score,
         "results": [_result(catalog, rank, m) for rank, m in enumerate(merged, 1)],
         "counts": {
@@ -220,7 +240,8 @@ def _result(catalog: Catalog, rank: int, m: Match) -> dict:
         # None for an image catalogued before thumbnails (until `pictrace reindex` makes them)
         "thumb_url": catalog.store.presign_get(meta["thumb"], ttl) if meta.get("thumb") else None,
         "page_url": meta.get("page_url", ""),
+        "labels": meta.get("labels", []),
         "score": round(m.score, 6),
-        "scores": {name: round(v, 6) for name, v in m.scores.items()},
+        "scores": m.rounded_scores(),
         "transform": m.transform,
     }

@@ -57,6 +57,8 @@ def _query(name: str, kind: str, description: str, **schema: Any) -> dict:
 
 K = _query("k", "integer", "how many results", minimum=1, maximum=50, default=5)
 RANKING = _query("ranking", "string", "the ranking to score with", enum=["default", "seed"], default="default")
+MODE = _query("mode", "string", "default: copy detection (edits, crops, turns); similar: looks-like (same kind of thing)",
+              enum=["default", "similar"], default="default")
 MIN_SCORE = _query("min_score", "number", "leave out results scoring below it; [] is a valid answer", minimum=0, maximum=1, default=0)
 _SIDE = {
     "type": "object",
@@ -106,7 +108,7 @@ _UPLOAD_BODY = {
 
 # (path, method) -> (query parameters, request body, error statuses)
 OPERATIONS: dict[tuple[str, str], tuple[list[dict], dict | None, tuple[int, ...]]] = {
-    ("/search", "post"): ([K, RANKING, MIN_SCORE], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502)),
+    ("/search", "post"): ([K, RANKING, MODE, MIN_SCORE], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502, 503)),
     ("/images", "post"): ([], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502)),
     ("/images", "get"): (
         [

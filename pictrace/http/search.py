@@ -29,10 +29,11 @@ def search() -> dict:
     s = services()
     k = int_param(router, "k", s.config.default_k, 1, s.config.max_k)
     ranking = router.current_event.get_query_string_value("ranking", "default")
+    mode = router.current_event.get_query_string_value("mode", "default")  # "similar": looks-like search
     parsed = body(router, s.config)
     threshold = min_score(router, parsed.fields)
     source = _query_source(parsed, s)
-    result = run_search(s.catalog, s.invoker, source.data, k=k, ranking=ranking, min_score=threshold)
+    result = run_search(s.catalog, s.invoker, source.data, k=k, ranking=ranking, mode=mode, min_score=threshold)
     if source.image_url:
         result["query"]["image_url"] = source.image_url
         result["query"]["page_url"] = source.page_url

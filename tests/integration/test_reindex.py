@@ -91,3 +91,20 @@ def test_reindex_makes_the_thumbnails_of_images_catalogued_before_them(old_catal
     assert record.thumb == layout.thumb_key(old.id) and record.etag == old.etag
     assert store.get(record.thumb)[:3] == b"\xff\xd8\xff"  # a JPEG
     assert reindex(catalog).thumbnails_made == 0  # made once
+
+
+def test_reindex_fills_the_embeddings_of_images_stored_without_them(old_catalog):
+    _, store, catalog, live = old_catalog
+    sha = live[0]
+    bare = dataclasses.replace(catalog.features(sha), embedding=None, semantic=None, labels=())
+    store.put(layout.features_key(sha), bare.to_bytes())
+    store.put(layout.record_key(sha), dataclasses.replace(catalog.get(sha), labels=[]).to_json())
+
+    report = reindex(catalog)
+    assert report.embeddings_made == 1
+    features, record = catalog.features(sha), catalog.get(sha)
+    assert features.embedding is not None and features.labels
+    assert [x["label"] for x in record.labels] == [name for name, _ in features.labels]
+    rows = {r.sha256: r for p in Manifest.load(store).partitions for r in Partition.from_bytes(store.get(p["key"])).rows()}
+    assert rows[sha].semantic.any() and len(rows[sha].tags) == len(features.labels)
+    assert reindex(catalog).embeddings_made == 0  # made once
