@@ -98,9 +98,11 @@ class LocalIndex:
 
     def set_meta(self, image_id: str, meta: dict) -> None:
         """Replace an indexed image's metadata, and the tags filters select it by (KeyError if absent)."""
-        row = self._rows[image_id]
+        if image_id not in self._rows:
+            raise KeyError(image_id)
         meta = check_meta(dict(meta))
-        self._rows[image_id] = dataclasses.replace(row, tags=compact.filter_tokens(meta_tags(meta)))
+        # The row again from the stored features: its tags are the meta's and the labels'.
+        self._rows[image_id] = compact.index_row(self._details.get(image_id), tags=meta_tags(meta))
         self._metas[image_id] = meta
         self._dirty = True
 

@@ -94,15 +94,21 @@ def results_table(answer: dict) -> str:
         [
             r["rank"],
             f"{r['score']:.3f}",
-            *(f"{r['scores'].get(s, 0.0):.3f}" for s in ("ssim", "orb", "hist")),
+            *(_score(r["scores"].get(s)) for s in ("ssim", "orb", "hist", "semantic")),
             r.get("transform", ""),
             r.get("name") or "-",
             short_id(r["id"]),
+            r["labels"][0]["label"] if r.get("labels") else "-",
         ]
         for r in answer.get("results", [])
     ]
-    headers = ("rank", "score", "ssim", "orb", "hist", "transform", "name", "id")
-    return table(headers, rows, right=frozenset(range(5)))
+    headers = ("rank", "score", "ssim", "orb", "hist", "semantic", "transform", "name", "id", "label")
+    return table(headers, rows, right=frozenset(range(6)))
+
+
+def _score(value: float | None) -> str:
+    """A score to 3 places; "-" for none (an image without a looks-like embedding)."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 def short_id(image_id: str) -> str:
@@ -273,7 +279,9 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     sources = _given(lambda: expand(args.items))
     progress = Progress(len(sources), sys.stderr)
-    outcomes = add_all(client(args), sources, jobs=args.jobs, on_done=lambda o: progress.step(o.source.label))
+    outcomes = add_all(
+        client(args), sources, jobs=args.jobs, on_done=lambda o: progress.step(o.source.label), meta=args.meta
+    )
     progress.close()
     summary, failed = add_summary(outcomes)
     if args.json:
@@ -285,12 +293,12 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     query = _given(lambda: source(args.image))
-    answer = client(args).search(query, k=args.k, ranking=args.ranking, min_score=args.min_score)
+    answer = client(args).search(query, k=args.k, ranking=args.ranking, mode=args.mode, min_score=args.min_score, filter=args.filter)
     return show_results(answer, args.json)
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    answer = client(args).similar(args.id, k=args.k, ranking=args.ranking, min_score=args.min_score)
+    answer = client(args).similar(args.id, k=args.k, ranking=args.ranking, min_score=args.min_score, filter=args.filter)
     return show_results(answer, args.json)
 
 
@@ -324,10 +332,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     api = client(args)
     if args.all:
-        records = list(api.all_images())
+        records = list(api.all_images(filter=args.filter))
         answer = {"images": records, "count": len(records), "total": len(records), "next_cursor": None}
     else:
-        answer = api.images(args.limit)
+        answer = api.images(args.limit, filter=args.filter)
     if args.json:
         dump(answer)
         return OK
@@ -342,7 +350,11 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.json:
         dump(record)
         return OK
-    shown = {k: _when(v) if k == "added_at" else v for k, v in record.items() if v not in ("", None)}
+    shown = {
+        k: _when(v) if k == "added_at" else json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v
+        for k, v in record.items()
+        if v not in ("", None, {})
+    }
     width = max(map(len, shown))
     for key, value in shown.items():
         print(f"{key.ljust(width)}  {value}")
@@ -482,6 +494,23 @@ def score(text: str) -> float:
     return value
 
 
+def json_object(text: str) -> dict:
+    """A JSON object given on the command line (``--meta``, ``--filter``)."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text[:60]!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"tenant\": \"acme\"}}', got {text[:60]!r}")
+    return value
+
+
+FILTER_HELP = (
+    "only images whose meta matches: a JSON object of field -> value or [values] "
+    "(string equality, fields ANDed, a list is any of)"
+)
+
+
 def global_options(parser: argparse.ArgumentParser, default: object) -> None:
     """Options every command takes, before or after its name.
 
@@ -503,6 +532,7 @@ def search_options(sub: argparse.ArgumentParser) -> None:
         "--min-score", type=score, metavar="S", help="leave out results scoring below S, from 0 to 1 (default: none)"
     )
     sub.add_argument("--ranking", choices=("default", "seed"), help="ranking to use (default: default)")
+    sub.add_argument("--filter", type=json_object, metavar="JSON", help=FILTER_HELP)
     sub.add_argument("--json", action="store_true", help="print the API's JSON answer (with the images' URLs)")
 
 
@@ -556,19 +586,30 @@ def build_parser() -> argparse.ArgumentParser:
     add = _command(
         subs, "add", cmd_add,
         "Add images to the catalog: files, directories (recursively) and URLs of images or web pages.",
-        "pictrace add photos/ extra.png https://example.com/gallery.html",
+        "pictrace add photos/ extra.png https://example.com/gallery.html\n"
+        "pictrace add logos/ --meta '{\"tenant\": \"acme\", \"kind\": [\"logo\"]}'",
     )
     add.add_argument("items", nargs="+", metavar="PATH|DIR|URL")
     add.add_argument("-j", "--jobs", type=positive, default=4, help="concurrent uploads (default: %(default)s)")
+    add.add_argument(
+        "--meta", type=json_object, metavar="JSON",
+        help="the images' meta, a JSON object (its strings and lists of strings are what --filter matches)",
+    )
     add.add_argument("--json", action="store_true", help="print the added records, duplicates and failures as JSON")
 
     search = _command(
         subs, "search", cmd_search,
         "Find the catalog images most similar to an image file, '-' (stdin) or a URL.",
-        "pictrace search photo.jpg -k 10 --min-score 0.5\npictrace search https://example.com/photo.jpg --json",
+        "pictrace search photo.jpg -k 10 --min-score 0.5\npictrace search photo.jpg --mode similar\n"
+        "pictrace search https://example.com/photo.jpg --json\n"
+        "pictrace search photo.jpg --filter '{\"tenant\": \"acme\"}'",
     )
     search.add_argument("image", metavar="PATH|URL")
     search_options(search)
+    search.add_argument(
+        "--mode", choices=("default", "similar"),
+        help="default: copies of the image (edits, crops, turns); similar: the same kind of thing (looks-like)",
+    )
 
     similar = _command(
         subs, "similar", cmd_similar,
@@ -590,10 +631,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="print the API's JSON answer (with every shown pair)")
 
     lister = _command(
-        subs, "list", cmd_list, "List catalog images, in id order.", "pictrace list --limit 20\npictrace list --all --json"
+        subs, "list", cmd_list, "List catalog images, in id order.",
+        "pictrace list --limit 20\npictrace list --all --json\npictrace list --all --filter '{\"tenant\": \"acme\"}'",
     )
     lister.add_argument("--limit", type=positive, default=50, help="how many (default: %(default)s)")
     lister.add_argument("--all", action="store_true", help="every image, page after page")
+    lister.add_argument("--filter", type=json_object, metavar="JSON", help=FILTER_HELP)
     lister.add_argument("--json", action="store_true", help="print the API's JSON answer")
 
     get = _command(

@@ -264,14 +264,21 @@ class Client:
             raise NotPicTrace(f"{self.base_url}{path} did not answer with JSON; is it the PicTrace API?")
         return answer
 
-    def image_body(self, src: Source) -> tuple[bytes | dict, str | None]:
-        """The request body naming ``src``: JSON for a URL or a large file, else multipart."""
+    def image_body(self, src: Source, fields: dict | None = None) -> tuple[bytes | dict, str | None]:
+        """The request body naming ``src``: JSON for a URL or a large file, else multipart.
+
+        ``fields`` (such as ``meta`` or ``filter``) go with it: JSON values in
+        a JSON body, JSON text in a multipart one.
+        """
+        extra = {k: v for k, v in (fields or {}).items() if v is not None}
         if src.url:
-            return {"url": src.url}, None
+            return {"url": src.url, **extra}, None
         data = src.read()
         if len(data) > self.direct_limit:
             key = self.upload(data, mimetypes.guess_type(src.name)[0] or "image/jpeg")
-            return ({"s3_key": key, "name": src.name} if src.name else {"s3_key": key}), None
+            return ({"s3_key": key, "name": src.name} if src.name else {"s3_key": key}) | extra, None
+        if extra:
+            return form({"file": (data, src.name or "image"), **{k: json.dumps(v) for k, v in extra.items()}})
         return multipart(data, src.name or "image")
 
     def upload(self, data: bytes, content_type: str = "image/jpeg") -> str:
@@ -296,18 +303,37 @@ class Client:
         return self.call("GET", "/health")
 
     def search(
-        self, src: Source, *, k: int | None = None, ranking: str | None = None, min_score: float | None = None
+        self,
+        src: Source,
+        *,
+        k: int | None = None,
+        ranking: str | None = None,
+        min_score: float | None = None,
+        filter: dict | None = None,
+        mode: str | None = None,
     ) -> dict:
-        """``POST /search``: the catalog images most similar to ``src``, none below ``min_score``."""
-        body, ctype = self.image_body(src)
-        query = {"k": k, "ranking": ranking, "min_score": min_score}
+        """``POST /search``: the catalog images most similar to ``src``, none below ``min_score``.
+
+        ``mode="similar"`` finds the same kind of thing rather than copies.
+
+        ``filter`` (``{"field": "value" or ["any", "of"]}``) makes only
+        images whose meta matches it results.
+        """
+        body, ctype = self.image_body(src, {"filter": filter})
+        query = {"k": k, "ranking": ranking, "mode": mode, "min_score": min_score}
         return self.call("POST", "/search", body=body, ctype=ctype, query=query)
 
     def similar(
-        self, image_id: str, *, k: int | None = None, ranking: str | None = None, min_score: float | None = None
+        self,
+        image_id: str,
+        *,
+        k: int | None = None,
+        ranking: str | None = None,
+        min_score: float | None = None,
+        filter: dict | None = None,
     ) -> dict:
         """``GET /images/{id}/similar``: the images most like a catalog image, which is left out."""
-        query = {"k": k, "ranking": ranking, "min_score": min_score}
+        query = {"k": k, "ranking": ranking, "min_score": min_score, "filter": _json_param(filter)}
         return self.call("GET", f"/images/{urllib.parse.quote(image_id, safe='')}/similar", query=query)
 
     def compare(self, a: Source, b: Source, *, ranking: str | None = None) -> dict:
@@ -336,18 +362,24 @@ class Client:
             return self.upload(data, mimetypes.guess_type(src.name)[0] or "image/jpeg")
         return data
 
-    def add(self, src: Source) -> dict:
-        body, ctype = self.image_body(src)
+    def add(self, src: Source, meta: dict | None = None) -> dict:
+        """``POST /images``: add ``src`` (every image of a page URL), each with ``meta`` if given."""
+        body, ctype = self.image_body(src, {"meta": meta})
         return self.call("POST", "/images", body=body, ctype=ctype)
 
-    def images(self, limit: int | None = None, cursor: str | None = None) -> dict:
-        return self.call("GET", "/images", query={"limit": limit, "cursor": cursor})
+    def set_meta(self, image_id: str, meta: dict) -> dict:
+        """``PATCH /images/{id}``: replace an image's meta; the new record."""
+        return self.call("PATCH", f"/images/{urllib.parse.quote(image_id, safe='')}", body={"meta": meta})
 
-    def all_images(self, page_size: int = 1000) -> Iterator[dict]:
-        """Every catalog record, following ``next_cursor``."""
+    def images(self, limit: int | None = None, cursor: str | None = None, filter: dict | None = None) -> dict:
+        """``GET /images``: one page of records, only those whose meta matches ``filter`` if given."""
+        return self.call("GET", "/images", query={"limit": limit, "cursor": cursor, "filter": _json_param(filter)})
+
+    def all_images(self, page_size: int = 1000, filter: dict | None = None) -> Iterator[dict]:
+        """Every catalog record (matching ``filter``), following ``next_cursor``."""
         cursor = None
         while True:
-            page = self.images(page_size, cursor)
+            page = self.images(page_size, cursor, filter)
             yield from page["images"]
             cursor = page.get("next_cursor")
             if not cursor:
@@ -381,6 +413,10 @@ class Client:
             time.sleep(interval)
 
 
+def _json_param(value: dict | None) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
 def _json(raw: bytes) -> dict:
     try:
         value = json.loads(raw) if raw else {}
@@ -402,15 +438,15 @@ class Outcome:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (what, reason)
 
 
-def add_one(client: Client, src: Source) -> Outcome:
-    """Add one source and sort what happened.
+def add_one(client: Client, src: Source, meta: dict | None = None) -> Outcome:
+    """Add one source (with ``meta``) and sort what happened.
 
     Errors about the source become ``failed`` entries; errors about the API
     (unreachable, a refused key, timeouts) escape.
     """
     out = Outcome(src)
     try:
-        answer = client.add(src)
+        answer = client.add(src, meta)
     except ApiError as err:
         if err.status in (401, 403):
             raise
@@ -436,8 +472,9 @@ def add_all(
     sources: list[Source],
     jobs: int = 4,
     on_done: Callable[[Outcome], None] | None = None,
+    meta: dict | None = None,
 ) -> list[Outcome]:
-    """Add ``sources`` with ``jobs`` concurrent requests; outcomes in the order given.
+    """Add ``sources`` (each with ``meta``) with ``jobs`` concurrent requests; outcomes in the order given.
 
     ``on_done`` is called from the calling thread as each one finishes.  An
     unreachable API stops everything: pending sources are cancelled and
@@ -445,7 +482,7 @@ def add_all(
     """
     results: dict[int, Outcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(add_one, client, src): i for i, src in enumerate(sources)}
+        futures = {pool.submit(add_one, client, src, meta): i for i, src in enumerate(sources)}
         try:
             for future in as_completed(futures):
                 outcome = future.result()

@@ -7,6 +7,10 @@
   so a warm function keeps the last few it loaded.
 * ``{"phase": "rerank", "candidates": [...]}``: read those candidates' detail
   features and rank them by the three signals, cheapest first.
+
+Either may carry ``"filter": {field: [value, ...]}``: phase 1 then scores
+only rows whose tags match it; phase 2 reads each candidate's record first
+and drops those whose meta does not match exactly.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from typing import Mapping, Sequence
 
 from pictrace.adapters.s3 import S3Store
 from pictrace.catalog import layout
+from pictrace.catalog.records import ImageRecord
 from pictrace.core.candidates import Candidate, CandidateQuery, candidates, query_side
 from pictrace.core.features import ImageFeatures
+from pictrace.core.filters import Filter
 from pictrace.core.partition import Partition
 from pictrace.core.rerank import MODES, RANKINGS, rerank
 from pictrace.core.scoring import Query
-from pictrace.errors import BadRequest, CorruptShard, NotFound
+from pictrace.errors import BadRequest, CorruptShard, DamagedRecord, NotFound
 
 _LOAD_THREADS = 16
 MAX_PER_SIGNAL = 256
@@ -100,7 +106,9 @@ def candidate_batch(store: S3Store, event: Mapping, cache: ShardCache, per_signa
             except CorruptShard:
                 damaged.append(key)  # one damaged row must not hide the others
         part = Partition.concat(parts)
-    found = candidates(_candidate_query(store, query_key, cache), part, per_signal=per_signal, mode=mode, exclude=exclude)
+    tags = Filter.parse(event.get("filter")).tokens() if event.get("filter") else ()
+    cq = _candidate_query(store, query_key, cache)
+    found = candidates(cq, part, per_signal=per_signal, mode=mode, exclude=exclude, tags=tags)
     return {
         "candidates": [c.to_dict() for c in found],
         "rows": len(part) - len(set(exclude) & set(part.id_list())),
@@ -122,6 +130,7 @@ def rerank_batch(store: S3Store, event: Mapping, cache: ShardCache) -> dict:
         shortlist = [Candidate.from_dict(c) for c in raw]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequest(f"malformed rerank event: {exc}") from None
+    wanted = Filter.parse(event.get("filter"))
     if not query_key.startswith(layout.QUERIES):
         raise BadRequest("query must be a key under queries/")
     if ranking not in RANKINGS or not 1 <= k <= 1000:
@@ -130,6 +139,11 @@ def rerank_batch(store: S3Store, event: Mapping, cache: ShardCache) -> dict:
         raise BadRequest(f"mode must be one of {', '.join(MODES)}")
     if not all(layout.is_image_id(c.id) for c in shortlist):
         raise BadRequest("candidate ids must be image ids")
+    unmatched = 0
+    if wanted:
+        keep = _matching(store, [c.id for c in shortlist], wanted)
+        unmatched = len(shortlist) - len(keep)
+        shortlist = [c for c in shortlist if c.id in keep]
     details, damaged = _load_features(store, [c.id for c in shortlist])
     matches, work = rerank(_query(store, query_key, cache), shortlist, details, k=k, ranking=ranking, mode=mode)
     return {
@@ -137,7 +151,25 @@ def rerank_batch(store: S3Store, event: Mapping, cache: ShardCache) -> dict:
         "work": work.to_dict(),
         "vanished": len(shortlist) - len(details) - len(damaged),
         "damaged": damaged,
+        "unmatched": unmatched,
     }
+
+
+def _matching(store: S3Store, ids: Sequence[str], wanted: Filter) -> set[str]:
+    """The ids whose record's meta matches ``wanted`` (a deleted or damaged record matches nothing)."""
+
+    def one(sha: str) -> str | None:
+        key = layout.record_key(sha)
+        try:
+            record = ImageRecord.from_json(store.get(key), where=key)
+        except (NotFound, DamagedRecord):
+            return None
+        return sha if wanted.matches(record.filterable()) else None
+
+    if not ids:
+        return set()
+    with ThreadPoolExecutor(max_workers=min(_LOAD_THREADS, len(ids))) as pool:
+        return {sha for sha in pool.map(one, ids) if sha}
 
 
 def _load_features(store: S3Store, ids: Sequence[str]) -> tuple[dict[str, ImageFeatures], list[str]]:

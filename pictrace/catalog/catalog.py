@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -28,12 +29,13 @@ from pictrace.catalog import layout
 from pictrace.catalog.records import ImageRecord, labels_json
 from pictrace.config import Config
 from pictrace.core.features import ImageFeatures
+from pictrace.core.filters import Filter, check_meta, meta_tags
 from pictrace.core.probe import probe
 from pictrace.core.compact import index_row
 from pictrace.core.partition import Partition
 from pictrace.core.thumbnail import CONTENT_TYPE as THUMB_CONTENT_TYPE
 from pictrace.core.thumbnail import features_and_thumbnail
-from pictrace.errors import BadRequest, DamagedRecord, NotFound, PayloadTooLarge
+from pictrace.errors import BadRequest, Conflict, DamagedRecord, NotFound, PayloadTooLarge
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "bmp": "bmp", "tiff": "tif", "gif": "gif"}
 CONTENT_TYPES = {
@@ -76,6 +78,7 @@ class Catalog:
         page_url: str = "",
         key: str | None = None,
         etag: str = "",
+        meta: dict | None = None,
     ) -> Added:
         """Add image bytes; identical bytes return the existing record.
 
@@ -83,8 +86,11 @@ class Catalog:
         failed add leaves the bucket as it was.  ``key`` names an original
         that is already stored (a catalog drop, whose ETag is ``etag``);
         otherwise the original is written to ``catalog/<sha256>.<ext>``.  A
-        damaged record of the same bytes is replaced.
+        damaged record of the same bytes is replaced.  ``meta`` is the
+        client's own fields (:func:`pictrace.core.filters.check_meta`); bytes
+        already in the catalog keep theirs (:meth:`set_meta` changes it).
         """
+        meta = check_meta({} if meta is None else meta)
         if len(data) > self.config.max_image_bytes:
             raise PayloadTooLarge(
                 f"image is {len(data)} bytes; the limit is {self.config.max_image_bytes}"
@@ -109,6 +115,7 @@ class Catalog:
             etag=etag,
             thumb=layout.thumb_key(features.sha256),
             labels=labels_json(features.labels),
+            meta=meta,
         )
         return self._write(record, features, data if key is None else None, thumb)
 
@@ -147,9 +154,10 @@ class Catalog:
 
         Each write is a new object with its own ETag, even for the same
         image: packing tells a re-added row from the one it already packed
-        (and then dropped for a delete) by that ETag.
+        (and then dropped for a delete) by that ETag.  Its filter tags come
+        from the record's meta.
         """
-        return Partition.build([index_row(features)]).to_bytes(nonce=uuid.uuid4().hex)
+        return Partition.build([index_row(features, tags=meta_tags(record.meta))]).to_bytes(nonce=uuid.uuid4().hex)
 
     def _settle(self, written: ImageRecord, features: ImageFeatures, original: bytes | None, thumb: bytes) -> None:
         """After an add: make the image's objects agree with its record as it is now.
@@ -253,6 +261,59 @@ class Catalog:
             return None
         return self._readable(known)
 
+    # --- metadata ---------------------------------------------------------
+
+    def set_meta(self, image_id: str, meta: dict) -> ImageRecord:
+        """Replace an image's meta; its index row follows before this returns.
+
+        Features and record are read first, so a refused or failed change
+        writes nothing.  The record is rewritten with ``If-Match`` on the
+        version read (a delete or another change in between makes it read
+        again); then a retag marker and a fresh pending row with the new
+        tags: searches score the pending row at once, and packing, seeing
+        the marker, drops the image's older row from its partition.
+        """
+        meta = check_meta(meta)
+        if not layout.is_image_id(image_id):
+            raise NotFound(f"no image {image_id!r}: ids are 64 hex characters (sha256)")
+        key = layout.record_key(image_id)
+        for _ in range(3):
+            try:
+                data, etag = self.store.get_with_etag(key)
+                record = ImageRecord.from_json(data, where=key)
+                features = self.features(image_id)
+            except NotFound:
+                raise NotFound(f"no image {image_id}") from None
+            updated = replace(record, meta=meta)
+            try:
+                self.store.put(key, updated.to_json(), content_type="application/json", if_match=etag)
+            except PreconditionFailed:
+                continue  # changed since we read it: apply this change to the new version
+            self._retag(updated, features)
+            return updated
+        raise Conflict(f"image {image_id} kept changing while its meta was set; try again")
+
+    def _retag(self, written: ImageRecord, features: ImageFeatures) -> None:
+        """Make the pending row carry the tags of the record as it is now (after a meta change).
+
+        The marker goes before the row: packing lists pending rows before
+        markers, so a pack that sees this row also sees its marker.  A change
+        racing this one may have written its row first; a delete may have
+        removed the image meanwhile, and then the row goes too.
+        """
+        sha = written.id
+        self.store.put(layout.retagged_key(sha), uuid.uuid4().hex.encode(), content_type="text/plain")
+        record: ImageRecord | None = written
+        for _ in range(3):
+            self.store.put(layout.pending_key(sha), self._pending_row(features, record))
+            now = self._readable(sha)
+            if now is None:
+                self.store.delete(layout.pending_key(sha))  # deleted meanwhile: its tombstone stays
+                return
+            if now.meta == record.meta:
+                return
+            record = now
+
     # --- reading ----------------------------------------------------------
 
     def find(self, image_id: str) -> ImageRecord | None:
@@ -283,13 +344,18 @@ class Catalog:
     def features(self, image_id: str) -> ImageFeatures:
         return ImageFeatures.from_bytes(self.store.get(layout.features_key(image_id)))
 
-    def page(self, limit: int, cursor: str | None = None) -> Page:
-        """Records in id order, ``limit`` at a time, with the catalog's total size."""
+    def page(self, limit: int, cursor: str | None = None, filter: Filter = Filter()) -> Page:
+        """Records in id order, ``limit`` at a time, with the catalog's total size.
+
+        With a ``filter``, only records whose meta matches it (see :meth:`_filtered_page`).
+        """
         if not 1 <= limit <= self.config.list_page_max:
             raise BadRequest(f"limit must be between 1 and {self.config.list_page_max}")
         if cursor is not None and not layout.is_image_id(cursor):
             raise BadRequest("cursor must be an image id from a previous page")
         after = layout.record_key(cursor) if cursor else ""
+        if filter:
+            return self._filtered_page(limit, after, filter)
         keys = list(self.store.list(layout.RECORDS, start_after=after, limit=limit + 1))
         records, damaged = [], []
         for key in keys[:limit]:
@@ -305,6 +371,45 @@ class Catalog:
         if more and not layout.is_image_id(last):
             last = records[-1].id if records else ""
         return Page(records, last or None, self.count(), damaged)
+
+    def _filtered_page(self, limit: int, after: str, filter: Filter) -> Page:
+        """Up to ``limit`` matching records after ``after``, reading at most ``list_page_max`` records.
+
+        Records are read to be matched, so one request's work is bounded:
+        a page may hold fewer than ``limit`` records while ``next_cursor``
+        says where the next one carries on.
+        """
+        budget = self.config.list_page_max
+        keys = list(self.store.list(layout.RECORDS, start_after=after, limit=budget + 1))
+        records, damaged, last = [], [], ""
+        more = len(keys) > budget
+        step = 64
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            for start in range(0, min(len(keys), budget), step):
+                chunk = keys[start : min(start + step, budget)]
+                for key, got in zip(chunk, pool.map(self._read_record, chunk)):
+                    if len(records) == limit:
+                        more = True
+                        break
+                    last = key
+                    if isinstance(got, dict):
+                        damaged.append(got)
+                    elif got is not None and filter.matches(got.filterable()):
+                        records.append(got)
+                else:
+                    continue
+                break
+        cursor = layout.id_from(last, layout.RECORDS) if more and last else ""
+        return Page(records, cursor if layout.is_image_id(cursor) else None, self.count(), damaged)
+
+    def _read_record(self, key: str) -> ImageRecord | dict | None:
+        """The record at ``key``; None if it is gone, ``{"id", "key", "reason"}`` if damaged."""
+        try:
+            return ImageRecord.from_json(self.store.get(key), where=key)
+        except NotFound:
+            return None
+        except DamagedRecord as exc:
+            return {"id": layout.id_from(key, layout.RECORDS), "key": key, "reason": exc.message}
 
     def damaged_records(self) -> list[dict]:
         """Every unreadable record in the catalog ({"id", "key", "reason"}), for an operator.

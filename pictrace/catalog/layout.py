@@ -13,6 +13,7 @@
     index/by-key/<sha256 of key>     original key -> image id (for ObjectRemoved events)
     index/pending/<sha256>.npz       one-row partitions added since the last pack
     index/tombstones/<sha256>        deleted ids, until packing drops them from partitions
+    index/retagged/<sha256>          images whose meta changed: packing replaces their packed row
     index/partitions/<uuid>.npz      packed phase-1 partitions
     index/manifest.json              the list of live partitions
     index/duplicates/status.json     the duplicate-groups job: queued, running, done or failed
@@ -42,6 +43,7 @@ THUMBS = "index/thumbs/"
 BY_KEY = "index/by-key/"
 PENDING = "index/pending/"
 TOMBSTONES = "index/tombstones/"
+RETAGGED = "index/retagged/"
 PARTITIONS = "index/partitions/"
 SHARDS = "index/shards/"
 MANIFEST = "index/manifest.json"
@@ -85,6 +87,10 @@ def pending_key(sha: str) -> str:
 
 def tombstone_key(sha: str) -> str:
     return f"{TOMBSTONES}{sha}"
+
+
+def retagged_key(sha: str) -> str:
+    return f"{RETAGGED}{sha}"
 
 
 def new_partition_key() -> str:

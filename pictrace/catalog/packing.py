@@ -15,13 +15,20 @@ The manifest (``index/manifest.json``) lists the live partitions.  One pack run:
 Pending rows and tombstones are remembered with their ETags: a row written
 again later (an image deleted and re-added) is a different object and is
 neither skipped nor deleted by mistake.
+
+A meta change (:meth:`pictrace.catalog.catalog.Catalog.set_meta`) writes a
+*retag marker* and then a fresh pending row with the new filter tags.  A run
+that packs the pending row of a marked image drops the image's older row
+from whatever partition holds it, as it does for a delete, so the packed
+index carries the new tags only.  Markers are kept for a grace period after
+their last write, since a later change may need them again.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pictrace.adapters.s3 import PreconditionFailed, S3Store
 from pictrace.catalog import layout
@@ -39,6 +46,7 @@ class Manifest:
     tombstoned: dict[str, dict]  # tombstone id -> {"etag", "at"}: no partition holds the id since "at"
     retired: dict[str, float]  # partition key -> when it left the manifest
     etag: str | None = None
+    retagged: dict[str, dict] = field(default_factory=dict)  # marker id -> {"etag", "at"}: first seen at "at"
 
     @classmethod
     def load(cls, store: S3Store) -> "Manifest":
@@ -62,7 +70,10 @@ class Manifest:
                 object=layout.MANIFEST,
             )
         try:
-            return cls(raw["partitions"], raw["packed"], raw["tombstoned"], raw["retired"], etag)
+            retagged = raw.get("retagged", {})  # absent in manifests written before meta changes
+            if not isinstance(retagged, dict):
+                raise TypeError("retagged")
+            return cls(raw["partitions"], raw["packed"], raw["tombstoned"], raw["retired"], etag, retagged)
         except (KeyError, TypeError):
             raise CorruptShard("index/manifest.json is not a PicTrace manifest", object=layout.MANIFEST) from None
 
@@ -73,6 +84,7 @@ class Manifest:
             "packed": self.packed,
             "tombstoned": self.tombstoned,
             "retired": self.retired,
+            "retagged": self.retagged,
         }
         return json.dumps(body, sort_keys=True).encode()
 
@@ -101,6 +113,9 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
     manifest = Manifest.load(store)
     tombs = _by_id(store.list_etags(layout.TOMBSTONES), layout.TOMBSTONES)
     pendings = _by_id(store.list_etags(layout.PENDING), layout.PENDING)
+    # Listed after the pending rows: a meta change writes its marker before its
+    # row, so every row listed above has its marker listed here.
+    retags = _by_id(store.list_etags(layout.RETAGGED), layout.RETAGGED)
     new_tombs = {i: e for i, e in tombs.items() if manifest.tombstoned.get(i, {}).get("etag") != e}
     new_pending = {i: e for i, e in pendings.items() if manifest.packed.get(i, {}).get("etag") != e}
 
@@ -113,12 +128,14 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
         except CorruptShard:
             del new_pending[sha]  # not packed: a repair (the image added again) rewrites it
     rows = [r for r in rows if r.sha256 not in tombs]
+    # Packed rows of these images are older than the rows packed now.
+    replaced = {r.sha256 for r in rows} & set(retags)
 
     last = manifest.partitions[-1] if manifest.partitions else None
     tail = last if rows and last and last["count"] < partition_rows else None
     kept, reopened, dropped, damaged = [], [], 0, []
     for entry in manifest.partitions:
-        if new_tombs or entry is tail:
+        if new_tombs or replaced or entry is tail:
             try:
                 part = Partition.from_bytes(store.get(entry["key"]))
             except CorruptShard:
@@ -127,9 +144,9 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
                 damaged.append(entry["key"])
                 kept.append(entry)
                 continue
-            hit = [i for i in part.id_list() if i in new_tombs]
+            hit = [i for i in part.id_list() if i in new_tombs or i in replaced]
             if hit or entry is tail:
-                dropped += len(hit)
+                dropped += sum(1 for i in hit if i in new_tombs)
                 reopened.extend(part.without(hit).rows())
                 manifest.retired[entry["key"]] = now
                 continue
@@ -152,8 +169,12 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
             manifest.packed[sha] = {"etag": new_pending[sha], "at": now}
     for sha in new_tombs:
         manifest.tombstoned[sha] = {"etag": new_tombs[sha], "at": now}
+    new_retags = {i: e for i, e in retags.items() if manifest.retagged.get(i, {}).get("etag") != e}
+    for sha, etag in new_retags.items():
+        manifest.retagged[sha] = {"etag": etag, "at": now}  # new, or written again: its grace starts over
     doomed = _expire(manifest, pendings, tombs, now - grace_seconds)
-    if not (written or new_tombs or new_pending or any(doomed.values())):
+    expired_retags = _expire_retags(manifest, retags, now - grace_seconds)
+    if not (written or new_tombs or new_pending or any(doomed.values()) or new_retags or expired_retags):
         return PackReport(0, 0, 0, False, 0, tuple(damaged))
     try:
         store.put(
@@ -168,7 +189,25 @@ def pack(store: S3Store, partition_rows: int, grace_seconds: float, now: float |
         return PackReport(0, 0, 0, False, 0, tuple(damaged))
     for keys in doomed.values():
         store.delete_many(keys)
+    for key, etag in expired_retags:
+        try:
+            store.delete_if_match(key, etag)
+        except PreconditionFailed:
+            pass  # written again since it was listed: a newer change still needs it
     return PackReport(len(rows), dropped, len(written), True, sum(len(v) for v in doomed.values()), tuple(damaged))
+
+
+def _expire_retags(manifest: Manifest, retags: dict[str, str], before: float) -> list[tuple[str, str]]:
+    """Forget markers seen before ``before`` (or gone); return (key, etag) of those that may now go."""
+    out = []
+    for sha, info in list(manifest.retagged.items()):
+        if sha not in retags:
+            del manifest.retagged[sha]
+        elif info["at"] < before:
+            del manifest.retagged[sha]
+            if retags[sha] == info["etag"]:
+                out.append((layout.retagged_key(sha), info["etag"]))
+    return out
 
 
 def _unique(rows: list) -> list:

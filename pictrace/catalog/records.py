@@ -17,7 +17,7 @@ from pictrace.errors import DamagedRecord
 _SHA = re.compile(r"[0-9a-f]{64}")
 # Field name -> the JSON types it may hold (bool is excluded from the numbers below).
 _REQUIRED = {"id": str, "key": str, "format": str, "width": int, "height": int, "bytes": int}
-_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str, "thumb": str, "labels": list}
+_OPTIONAL = {"added_at": (int, float), "name": str, "image_url": str, "page_url": str, "etag": str, "thumb": str, "meta": dict, "labels": list}
 
 
 def labels_json(labels) -> list[dict]:
@@ -41,6 +41,7 @@ class ImageRecord:
     thumb: str = ""  # key of the display thumbnail ("" in records made before thumbnails)
     # Top ImageNet labels, [{"label", "probability"}], best first ([] without the model, until reindex)
     labels: list = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # the client's own fields (pictrace.core.filters bounds them)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -66,6 +67,12 @@ class ImageRecord:
             raise DamagedRecord(f"{where} has a malformed 'id'", object=where)
         return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
 
+    def filterable(self) -> dict:
+        """What a filter matches the image by: its meta, plus its labels as field "label"."""
+        from pictrace.core.compact import filterable  # OpenCV only where filters are matched
+
+        return filterable(self.meta, [(x.get("label"), x.get("probability")) for x in self.labels if isinstance(x, dict)])
+
     def result_meta(self) -> dict:
         """The part of the record a search result needs."""
         return {
@@ -76,6 +83,7 @@ class ImageRecord:
             "added_at": self.added_at,
             "thumb": self.thumb,
             "labels": self.labels,
+            "meta": self.meta,
         }
 
     def public(self) -> dict:

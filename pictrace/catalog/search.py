@@ -14,6 +14,11 @@
 Pending is listed *before* the manifest is read; packing keeps pending rows
 for a grace period after they enter a partition, so every image is in one
 or the other.
+
+A ``filter`` travels with both phases: phase 1 restricts every signal's top
+list to rows whose tags match, so the shortlist holds matching images only
+(as many as exist, up to its size); phase 2 reads the candidates' records
+and drops any whose meta does not match exactly (a tag is a 32-bit hash).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pictrace.catalog.packing import Manifest
 from pictrace.catalog.records import labels_json
 from pictrace.config import Config
 from pictrace.core.candidates import Candidate, shortlist
+from pictrace.core.filters import Filter
 from pictrace.core.merge import merge_topk
 from pictrace.core.probe import probe
 from pictrace.core.rerank import MODES, RANKINGS
@@ -54,6 +60,7 @@ class Plan:
     exclude: list[str]
     candidates: int
     damaged: tuple[str, ...] = ()
+    pending: tuple[str, ...] = ()  # ids of the pending rows scored in pending batches
 
 
 def plan(catalog: Catalog) -> Plan:
@@ -75,7 +82,7 @@ def plan(catalog: Catalog) -> Plan:
     batches: list[dict] = [{"partition": s["key"]} for s in manifest.partitions]
     for start in range(0, len(pending), config.pending_batch):
         batches.append({"pending": pending[start : start + config.pending_batch]})
-    return Plan(batches, exclude, manifest.size + len(pending))
+    return Plan(batches, exclude, manifest.size + len(pending), (), _ids(pending))
 
 
 def _unmanaged(catalog: Catalog, pending: dict[str, str], exclude: list[str]) -> Plan:
@@ -89,7 +96,22 @@ def _unmanaged(catalog: Catalog, pending: dict[str, str], exclude: list[str]) ->
     keys = sorted(pending)
     step = catalog.config.pending_batch
     batches += [{"pending": keys[s : s + step]} for s in range(0, len(keys), step)]
-    return Plan(batches, exclude, len(keys), (layout.MANIFEST,))
+    return Plan(batches, exclude, len(keys), (layout.MANIFEST,), _ids(keys))
+
+
+def _ids(pending_keys) -> tuple[str, ...]:
+    return tuple(layout.id_from(key, layout.PENDING) for key in pending_keys)
+
+
+def _stale(catalog: Catalog, the_plan: Plan) -> list[str]:
+    """Images whose meta changed since their row was packed: their packed rows carry old tags.
+
+    Their pending rows are scored, so a filtered search leaves their packed
+    rows out (packing soon drops them).  A search without a filter need not
+    look: both rows score the same, and the shortlist keeps one.
+    """
+    marked = {layout.id_from(key, layout.RETAGGED) for key in catalog.store.list(layout.RETAGGED)}
+    return sorted(marked.intersection(the_plan.pending))
 
 
 def check_k(k: int, config: Config) -> int:
@@ -108,6 +130,7 @@ def search(
     mode: str = "default",
     exclude: Sequence[str] = (),
     min_score: float = 0.0,
+    filter: Filter = Filter(),
 ) -> dict:
     """Search the catalog for ``data``; the response body of ``POST /search``.
 
@@ -115,7 +138,8 @@ def search(
     cosine) instead of copy detection's three signals; every result
     reports ``semantic`` either way.  Ids in ``exclude`` are never returned (an image searched for its
     look-alikes is not one of them); results scoring below ``min_score`` are
-    left out, so ``results`` may be empty.
+    left out, so ``results`` may be empty; with a ``filter``, only images
+    whose meta matches it are candidates at all.
     """
     started = time.perf_counter()
     config = catalog.config
@@ -134,6 +158,11 @@ def search(
     query_s3_key = catalog.store_query(data, query.features)
     the_plan = plan(catalog)
     query_key = layout.query_features_key(sha)
+    # Every signal keeps at least k, so k matches are found whenever k exist.
+    per_signal = max(config.shortlist, k)
+    wanted = {"filter": filter.to_dict()} if filter else {}
+    excluded = sorted({*the_plan.exclude, *exclude})
+    stale = sorted({*excluded, *_stale(catalog, the_plan)}) if filter else excluded
 
     phase1 = [
         {
@@ -141,8 +170,9 @@ def search(
             "mode": mode,
             "query": query_key,
             "batch": batch,
-            "per_signal": config.shortlist,
-            "exclude": sorted({*the_plan.exclude, *exclude}),
+            "per_signal": per_signal,
+            "exclude": stale if "partition" in batch else excluded,
+            **wanted,
         }
         for batch in the_plan.batches
     ]
@@ -151,7 +181,7 @@ def search(
     answers1 = invoker.map(phase1, reserve=config.rerank_reserve)
     failed = _failures(phase1, answers1, lambda p: p["batch"])
     found = [Candidate.from_dict(c) for a in answers1 if not isinstance(a, ScoringFailed) for c in a["candidates"]]
-    short = shortlist(found, config.shortlist, mode)
+    short = shortlist(found, per_signal, mode)
 
     step = max(1, config.rerank_batch)
     phase2 = [
@@ -162,6 +192,7 @@ def search(
             "k": k,
             "ranking": ranking,
             "mode": mode,
+            **wanted,
         }
         for start in range(0, len(short), step)
     ]
@@ -169,7 +200,7 @@ def search(
     failed += _failures(phase2, answers2, lambda p: {"rerank": len(p["candidates"])})
     good2 = [a for a in answers2 if not isinstance(a, ScoringFailed)]
     merged = merge_topk(([Match.from_dict(m) for m in a["matches"]] for a in good2), k)
-    merged = _named([m for m in merged if m.score >= min_score], catalog)
+    merged = _named([m for m in merged if m.score >= min_score], catalog, filter)
     damaged = [*the_plan.damaged]
     damaged += [key for a in (*answers1, *answers2) if not isinstance(a, ScoringFailed) for key in a.get("damaged", [])]
     return {
@@ -187,6 +218,7 @@ def search(
         "ranking": ranking,
         "mode": mode,
         "min_score": min_score,
+        "filter": filter.to_dict(),
         "results": [_result(catalog, rank, m) for rank, m in enumerate(merged, 1)],
         "counts": {
             "candidates": the_plan.candidates,
@@ -211,8 +243,11 @@ def _failures(payloads: list[dict], answers: list, describe) -> list[dict]:
     ]
 
 
-def _named(matches: list[Match], catalog: Catalog) -> list[Match]:
-    """The matches with their records' names and keys; images deleted meanwhile drop out."""
+def _named(matches: list[Match], catalog: Catalog, filter: Filter = Filter()) -> list[Match]:
+    """The matches with their records' names, keys and meta; images deleted meanwhile drop out.
+
+    So do images whose meta stopped matching ``filter`` since phase 2 read it.
+    """
 
     def record(m: Match):
         try:
@@ -224,7 +259,9 @@ def _named(matches: list[Match], catalog: Catalog) -> list[Match]:
         return []
     with ThreadPoolExecutor(max_workers=min(16, len(matches))) as pool:
         records = list(pool.map(record, matches))
-    return [replace(m, meta=r.result_meta()) for m, r in zip(matches, records) if r is not None]
+    return [
+        replace(m, meta=r.result_meta()) for m, r in zip(matches, records) if r is not None and filter.matches(r.filterable())
+    ]
 
 
 def _result(catalog: Catalog, rank: int, m: Match) -> dict:
@@ -241,6 +278,7 @@ def _result(catalog: Catalog, rank: int, m: Match) -> dict:
         "thumb_url": catalog.store.presign_get(meta["thumb"], ttl) if meta.get("thumb") else None,
         "page_url": meta.get("page_url", ""),
         "labels": meta.get("labels", []),
+        "meta": meta.get("meta", {}),
         "score": round(m.score, 6),
         "scores": m.rounded_scores(),
         "transform": m.transform,

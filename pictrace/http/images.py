@@ -9,10 +9,11 @@ from pictrace.catalog import layout
 from pictrace.catalog.search import search as run_search
 from pictrace.catalog.sources import Failed, Skipped, Source, all_images, check_urls
 from pictrace.core.features import ImageFeatures
+from pictrace.core.filters import check_meta
 from pictrace.core.scoring import matched_points
 from pictrace.errors import BadRequest, BudgetExceeded, NotFound, PicTraceError
 from pictrace.http.inputs import body, int_param, single_image
-from pictrace.http.options import min_score
+from pictrace.http.options import image_meta, min_score, search_filter
 from pictrace.runtime import services
 
 router = Router()
@@ -23,6 +24,7 @@ def add_images() -> Response[dict]:
     s = services()
     parsed = body(router, s.config)
     fields = parsed.fields or {}
+    meta = image_meta(router, fields)  # checked before anything is fetched or stored
     if parsed.image is None and ("url" in fields or "urls" in fields) and "s3_key" not in fields:
         urls = check_urls(fields["urls"] if "urls" in fields else [fields["url"]], s.config)
         sources = all_images(urls, s.config)
@@ -39,7 +41,11 @@ def add_images() -> Response[dict]:
             continue
         try:
             result = s.catalog.add(
-                src.data, name=parsed.filename or _name(fields) or src.name, image_url=src.image_url, page_url=src.page_url
+                src.data,
+                name=parsed.filename or _name(fields) or src.name,
+                image_url=src.image_url,
+                page_url=src.page_url,
+                meta=meta,
             )
         except PicTraceError as exc:
             if len(sources) == 1:
@@ -73,7 +79,8 @@ def list_images() -> dict:
     s = services()
     limit = int_param(router, "limit", 50, 1, s.config.list_page_max)
     cursor = router.current_event.get_query_string_value("cursor", None) or None
-    page = s.catalog.page(limit, cursor)
+    wanted = search_filter(router)
+    page = s.catalog.page(limit, cursor, wanted)
     return {
         # Links are signed here, one page at a time, so the page never asks for them card by card.
         "images": [{**r.public(), **s.catalog.urls(r)} for r in page.records],
@@ -82,6 +89,7 @@ def list_images() -> dict:
         "next_cursor": page.next_cursor,
         # Records that could not be read are skipped, not fatal; DELETE of an id repairs it.
         "damaged": page.damaged,
+        "filter": wanted.to_dict(),
     }
 
 
@@ -89,6 +97,21 @@ def list_images() -> dict:
 def get_image(image_id: str) -> dict:
     s = services()
     record = s.catalog.get(image_id)
+    return {**record.public(), **s.catalog.urls(record)}
+
+
+@router.patch("/images/<image_id>")
+def patch_image(image_id: str) -> dict:
+    """Replace an image's ``meta`` (JSON ``{"meta": {...}}``); searches filter by the new values at once."""
+    s = services()
+    parsed = body(router, s.config)
+    fields = parsed.fields
+    if fields is None or parsed.image is not None:
+        raise BadRequest('PATCH /images/{id} takes a JSON body: {"meta": {...}}')
+    if set(fields) != {"meta"}:
+        other = sorted(set(fields) - {"meta"})
+        raise BadRequest(f"only meta can be changed; got {', '.join(other) or 'no meta'}")
+    record = s.catalog.set_meta(image_id, check_meta(fields["meta"]))
     return {**record.public(), **s.catalog.urls(record)}
 
 
@@ -108,10 +131,11 @@ def similar_images(image_id: str) -> dict:
     k = int_param(router, "k", s.config.default_k, 1, s.config.max_k)
     ranking = router.current_event.get_query_string_value("ranking", "default")
     threshold = min_score(router)
+    wanted = search_filter(router)
     record = s.catalog.get(image_id)
     data = s.store.get(record.key, max_bytes=s.config.max_image_bytes)
     result = run_search(
-        s.catalog, s.invoker, data, k=k, ranking=ranking, exclude=[record.id], min_score=threshold
+        s.catalog, s.invoker, data, k=k, ranking=ranking, exclude=[record.id], min_score=threshold, filter=wanted
     )
     return {"image": {**record.public(), **s.catalog.urls(record)}, **result}
 

@@ -60,6 +60,14 @@ RANKING = _query("ranking", "string", "the ranking to score with", enum=["defaul
 MODE = _query("mode", "string", "default: copy detection (edits, crops, turns); similar: looks-like (same kind of thing)",
               enum=["default", "similar"], default="default")
 MIN_SCORE = _query("min_score", "number", "leave out results scoring below it; [] is a valid answer", minimum=0, maximum=1, default=0)
+FILTER = _query(
+    "filter", "string",
+    'URL-encoded JSON object of field -> value or [values] (string equality, fields ANDed, a list is any of), '
+    'e.g. {"tenant": "acme", "kind": ["logo", "icon"]}',
+)
+META = _query("meta", "string", "URL-encoded JSON object: the image's meta (for a raw image body)")
+_META_SCHEMA = {"type": "object", "description": "the client's own fields; strings and lists of strings are filterable"}
+_FILTER_SCHEMA = {"type": "object", "description": "field -> value or [values]", "additionalProperties": True}
 _SIDE = {
     "type": "object",
     "description": "exactly one of url, id or s3_key",
@@ -69,7 +77,15 @@ _IMAGE_BODY = {
     "content": {
         "image/*": {"schema": {"type": "string", "format": "binary"}},
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "min_score": {"type": "number"}}}
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "min_score": {"type": "number"},
+                    "meta": {"type": "string", "description": "add only: JSON text of the image's meta"},
+                    "filter": {"type": "string", "description": "search only: JSON text of the filter"},
+                },
+            }
         },
         "application/json": {
             "schema": {
@@ -82,9 +98,18 @@ _IMAGE_BODY = {
                     "query": {"type": "string"},
                     "name": {"type": "string"},
                     "min_score": {"type": "number"},
+                    "meta": _META_SCHEMA,
+                    "filter": _FILTER_SCHEMA,
                 },
             }
         },
+    }
+}
+_PATCH_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "required": ["meta"], "properties": {"meta": _META_SCHEMA}, "additionalProperties": False}
+        }
     }
 }
 _COMPARE_BODY = {
@@ -108,19 +133,21 @@ _UPLOAD_BODY = {
 
 # (path, method) -> (query parameters, request body, error statuses)
 OPERATIONS: dict[tuple[str, str], tuple[list[dict], dict | None, tuple[int, ...]]] = {
-    ("/search", "post"): ([K, RANKING, MODE, MIN_SCORE], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502, 503)),
-    ("/images", "post"): ([], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502)),
+    ("/search", "post"): ([K, RANKING, MODE, MIN_SCORE, FILTER], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502, 503)),
+    ("/images", "post"): ([META], _IMAGE_BODY, (400, 403, 404, 413, 415, 422, 502)),
     ("/images", "get"): (
         [
             _query("limit", "integer", "how many records", minimum=1, default=50),
             _query("cursor", "string", "next_cursor of the previous page"),
+            FILTER,
         ],
         None,
         (400, 403),
     ),
+    ("/images/{image_id}", "patch"): ([], _PATCH_BODY, (400, 403, 404, 409, 413)),
     ("/images/{image_id}", "get"): ([], None, (403, 404, 409)),
     ("/images/{image_id}", "delete"): ([], None, (403, 404)),
-    ("/images/{image_id}/similar", "get"): ([K, RANKING, MIN_SCORE], None, (400, 403, 404, 502)),
+    ("/images/{image_id}/similar", "get"): ([K, RANKING, MIN_SCORE, FILTER], None, (400, 403, 404, 502)),
     ("/images/{image_id}/matches", "get"): (
         [_query("query", "string", "sha256 of an earlier search's query")],
         None,

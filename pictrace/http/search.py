@@ -17,7 +17,7 @@ from pictrace.catalog.sources import Source
 from pictrace.errors import BadRequest, NotFound
 from pictrace.http.bodies import Body
 from pictrace.http.inputs import body, int_param, single_image
-from pictrace.http.options import min_score
+from pictrace.http.options import min_score, search_filter
 from pictrace.runtime import Services, services
 
 router = Router()
@@ -32,8 +32,9 @@ def search() -> dict:
     mode = router.current_event.get_query_string_value("mode", "default")  # "similar": looks-like search
     parsed = body(router, s.config)
     threshold = min_score(router, parsed.fields)
+    wanted = search_filter(router, parsed.fields)
     source = _query_source(parsed, s)
-    result = run_search(s.catalog, s.invoker, source.data, k=k, ranking=ranking, mode=mode, min_score=threshold)
+    result = run_search(s.catalog, s.invoker, source.data, k=k, ranking=ranking, mode=mode, min_score=threshold, filter=wanted)
     if source.image_url:
         result["query"]["image_url"] = source.image_url
         result["query"]["page_url"] = source.page_url

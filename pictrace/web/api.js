@@ -144,21 +144,23 @@ function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
-/** "k=5&ranking=default&min_score=0.4": the search options as a query string (min_score only when set). */
-function searchParams({ k, ranking, minScore }) {
+/** "k=5&ranking=default&min_score=0.4": the search options as a query string (min_score and filter only when set). */
+function searchParams({ k, ranking, minScore, filter }) {
   const params = new URLSearchParams({ k: String(k), ranking });
   if (Number(minScore) > 0) params.set("min_score", String(minScore));
+  if (filter) params.set("filter", filter); // JSON text; the API says what is wrong with it
   return params.toString();
 }
 
 const Api = {
   health: () => request("health"),
-  search: (body, { k, ranking, minScore, onUpload, signal }) =>
-    request(`search?${searchParams({ k, ranking, minScore })}`, { method: "POST", ...body, onUpload, signal }),
-  similar: (id, { k, ranking, minScore, signal }) =>
-    request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore })}`, { signal }),
+  search: (body, { k, ranking, minScore, filter, onUpload, signal }) =>
+    request(`search?${searchParams({ k, ranking, minScore, filter })}`, { method: "POST", ...body, onUpload, signal }),
+  similar: (id, { k, ranking, minScore, filter, signal }) =>
+    request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore, filter })}`, { signal }),
   compare: (body, { signal } = {}) => request("compare", { method: "POST", ...body, signal }),
-  addImages: (body, { onUpload, signal } = {}) => request("images", { method: "POST", ...body, onUpload, signal }),
+  addImages: (body, { onUpload, signal, meta } = {}) =>
+    request(meta ? `images?meta=${encodeURIComponent(meta)}` : "images", { method: "POST", ...body, onUpload, signal }),
   listImages: (cursor, limit = 24) =>
     request(`images?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
   getImage: (id) => request(`images/${encodeURIComponent(id)}`),

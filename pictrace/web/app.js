@@ -249,12 +249,17 @@ async function runSearch(source) {
 
 /** The options of the next search, from the controls. */
 function searchOptions() {
-  return { k: $("#search-k").value, ranking: $("#search-ranking").value, minScore: Number($("#search-min").value) || 0 };
+  return {
+    k: $("#search-k").value,
+    ranking: $("#search-ranking").value,
+    minScore: Number($("#search-min").value) || 0,
+    filter: $("#search-filter").value.trim(),
+  };
 }
 
 /* ---- links to a search ---------------------------------------------------------- */
 
-const LINK_KEYS = ["q", "url", "similar", "k", "min_score", "ranking"];
+const LINK_KEYS = ["q", "url", "similar", "k", "min_score", "ranking", "filter"];
 
 /**
  * Put the search in the page's address, so that it can be bookmarked or
@@ -271,6 +276,7 @@ function linkTo(source, answer, options) {
   params.set("k", String(options.k));
   if (options.minScore > 0) params.set("min_score", String(options.minScore));
   if (options.ranking !== "default") params.set("ranking", options.ranking);
+  if (options.filter) params.set("filter", options.filter);
   history.replaceState(null, "", `${location.pathname}?${params}#search`);
 }
 
@@ -283,6 +289,7 @@ function linkedSearch() {
   };
   set("#search-k", params.get("k"));
   set("#search-ranking", params.get("ranking"));
+  if (params.has("filter")) $("#search-filter").value = params.get("filter");
   if (params.has("min_score")) {
     const wanted = params.get("min_score");
     const select = $("#search-min");
@@ -843,6 +850,7 @@ async function addToCatalog({ files = [], urls = [] }) {
   const prog = progress("catalog");
   const added = [];
   const failed = [];
+  const meta = $("#catalog-meta").value.trim(); // JSON text, sent as is: the API checks it
   try {
     for (const [i, file] of files.entries()) {
       const label = files.length > 1 ? ` (${i + 1} of ${files.length})` : "";
@@ -850,7 +858,7 @@ async function addToCatalog({ files = [], urls = [] }) {
       try {
         const body = await imageBody(file, { onUpload: (f) => prog.upload(f) });
         prog.stage(`Indexing ${file.name || "image"}${label}…`);
-        const answer = await Api.addImages(body, { onUpload: (f) => f < 1 && prog.upload(f) });
+        const answer = await Api.addImages(body, { onUpload: (f) => f < 1 && prog.upload(f), meta });
         added.push(...answer.images);
       } catch (err) {
         failed.push(`${file.name || "image"}: ${err.message}`);
@@ -861,7 +869,7 @@ async function addToCatalog({ files = [], urls = [] }) {
       prog.stage(`Fetching ${plural(urls.length, "URL")}…`);
       const body = jsonBody(urls.length === 1 ? { url: urls[0] } : { urls });
       try {
-        const answer = await Api.addImages(body);
+        const answer = await Api.addImages(body, { meta });
         added.push(...answer.images);
         failed.push(...(answer.failed || []).map((f) => `${f.url}: ${f.message || f.error}`));
       } catch (err) {

@@ -21,15 +21,17 @@ def test_openapi_describes_every_route_with_its_parameters_and_errors(api):
         ("POST", "/search"), ("POST", "/images"), ("GET", "/images"), ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"), ("GET", "/images/{image_id}/similar"),
         ("GET", "/images/{image_id}/matches"), ("POST", "/compare"), ("POST", "/uploads"), ("GET", "/health"),
-        ("GET", "/duplicates"), ("POST", "/duplicates"),
+        ("GET", "/duplicates"), ("POST", "/duplicates"), ("PATCH", "/images/{image_id}"),
     }  # fmt: skip
     dupes = spec["paths"]["/duplicates"]["get"]
     assert {p["name"] for p in dupes["parameters"]} == {"min_score", "limit", "cursor"}
     search = spec["paths"]["/search"]["post"]
-    assert {p["name"] for p in search["parameters"]} == {"k", "ranking", "min_score"}
+    assert {p["name"] for p in search["parameters"]} == {"k", "ranking", "mode", "min_score", "filter"}
     assert set(search["requestBody"]["content"]) == {"image/*", "multipart/form-data", "application/json"}
     similar = spec["paths"]["/images/{image_id}/similar"]["get"]
-    assert {p["name"] for p in similar["parameters"]} == {"image_id", "k", "ranking", "min_score"}
+    assert {p["name"] for p in similar["parameters"]} == {"image_id", "k", "ranking", "min_score", "filter"}
+    assert {p["name"] for p in spec["paths"]["/images"]["get"]["parameters"]} == {"limit", "cursor", "filter"}
+    assert spec["paths"]["/images/{image_id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["meta"]
     assert set(spec["paths"]["/compare"]["post"]["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     error = {"$ref": "#/components/schemas/Error"}
     assert search["responses"]["400"]["content"]["application/json"]["schema"] == error
