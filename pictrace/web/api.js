@@ -145,8 +145,9 @@ function formatBytes(n) {
 }
 
 /** "k=5&ranking=default&min_score=0.4": the search options as a query string (min_score and filter only when set). */
-function searchParams({ k, ranking, minScore, filter }) {
+function searchParams({ k, ranking, minScore, filter, mode }) {
   const params = new URLSearchParams({ k: String(k), ranking });
+  if (mode && mode !== "default") params.set("mode", mode);
   if (Number(minScore) > 0) params.set("min_score", String(minScore));
   if (filter) params.set("filter", filter); // JSON text; the API says what is wrong with it
   return params.toString();
@@ -154,8 +155,8 @@ function searchParams({ k, ranking, minScore, filter }) {
 
 const Api = {
   health: () => request("health"),
-  search: (body, { k, ranking, minScore, filter, onUpload, signal }) =>
-    request(`search?${searchParams({ k, ranking, minScore, filter })}`, { method: "POST", ...body, onUpload, signal }),
+  search: (body, { k, ranking, minScore, filter, mode, onUpload, signal }) =>
+    request(`search?${searchParams({ k, ranking, minScore, filter, mode })}`, { method: "POST", ...body, onUpload, signal }),
   similar: (id, { k, ranking, minScore, filter, signal }) =>
     request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore, filter })}`, { signal }),
   compare: (body, { signal } = {}) => request("compare", { method: "POST", ...body, signal }),

@@ -252,6 +252,7 @@ function searchOptions() {
   return {
     k: $("#search-k").value,
     ranking: $("#search-ranking").value,
+    mode: $("#search-mode").value,
     minScore: Number($("#search-min").value) || 0,
     filter: $("#search-filter").value.trim(),
   };
@@ -259,7 +260,7 @@ function searchOptions() {
 
 /* ---- links to a search ---------------------------------------------------------- */
 
-const LINK_KEYS = ["q", "url", "similar", "k", "min_score", "ranking", "filter"];
+const LINK_KEYS = ["q", "url", "similar", "k", "min_score", "ranking", "mode", "filter"];
 
 /**
  * Put the search in the page's address, so that it can be bookmarked or
@@ -276,6 +277,7 @@ function linkTo(source, answer, options) {
   params.set("k", String(options.k));
   if (options.minScore > 0) params.set("min_score", String(options.minScore));
   if (options.ranking !== "default") params.set("ranking", options.ranking);
+  if (options.mode && options.mode !== "default") params.set("mode", options.mode);
   if (options.filter) params.set("filter", options.filter);
   history.replaceState(null, "", `${location.pathname}?${params}#search`);
 }
@@ -289,6 +291,7 @@ function linkedSearch() {
   };
   set("#search-k", params.get("k"));
   set("#search-ranking", params.get("ranking"));
+  set("#search-mode", params.get("mode"));
   if (params.has("filter")) $("#search-filter").value = params.get("filter");
   if (params.has("min_score")) {
     const wanted = params.get("min_score");
@@ -372,7 +375,7 @@ function renderResults(answer, totalMs, source = {}) {
   }
   const list = $("#results");
   list.dataset.state = results.length ? "results" : "none";
-  list.replaceChildren(...results.map((r) => resultCard(r, q)));
+  list.replaceChildren(...results.map((r) => resultCard({ ...r, mode: answer.mode || "default" }, q)));
 }
 
 function describeBatch(batch) {
@@ -402,6 +405,12 @@ function metric(label, value, title) {
 // Below this score a result is rarely the same picture, so its "transform" claims nothing.
 const WEAK_SCORE = 0.4;
 
+/** The image's top ImageNet labels as chips, with their probabilities on hover. */
+function labelChips(labels) {
+  return (labels || []).slice(0, 2).map((l) =>
+    h("span", { class: "chip label", title: `ImageNet label, probability ${fmt3(l.probability)}` }, l.label));
+}
+
 function transformChip(r) {
   if (r.score < WEAK_SCORE) return h("span", { class: "chip weak", title: "A low score: probably not the same picture" }, "weak match");
   return r.transform ? h("span", { class: "chip", title: `transform: ${r.transform}` }, describeTransform(r.transform)) : null;
@@ -428,7 +437,7 @@ function resultCard(r, query) {
         "div",
         { class: "result-head" },
         h("span", { class: "result-name", title: r.id }, name),
-        h("span", { class: `score ${scoreClass(r.score)}`, title: "Overall score: the mean of SSIM, ORB and histogram" }, fmt3(r.score)),
+        h("span", { class: `score ${scoreClass(r.score)}`, title: r.mode === "similar" ? "Looks-like score: how alike the two pictures' content is" : "Overall score: the mean of SSIM, ORB and histogram" }, fmt3(r.score)),
       ),
       h(
         "dl",
@@ -436,11 +445,13 @@ function resultCard(r, query) {
         metric("SSIM", r.scores && r.scores.ssim, "Structural similarity of 256×256 grey thumbnails"),
         metric("ORB", r.scores && r.scores.orb, "Share of the query's ORB keypoints with a good match"),
         metric("Hist", r.scores && r.scores.hist, "Correlation of the colour histograms"),
+        metric("Alike", r.scores && r.scores.semantic, "Looks-like: cosine of the two pictures' EfficientNet-Lite0 embeddings (the same kind of thing, not a copy)"),
       ),
       h(
         "div",
         { class: "result-foot" },
-        transformChip(r),
+        r.mode === "similar" ? null : transformChip(r),
+        ...labelChips(r.labels),
         r.page_url ? h("a", { href: r.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page") : null,
       ),
     ),

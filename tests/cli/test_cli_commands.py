@@ -11,6 +11,7 @@ import numpy as np
 from pictrace.client import DIRECT_LIMIT
 from tests.cli.conftest import closed_port, edited, write_jpeg, write_png
 from tests.conftest import jpeg, sample_bgr
+from tests.unit.test_looks_like import CAT
 
 
 def ids_by_name(pictrace) -> dict[str, str]:
@@ -76,15 +77,30 @@ def test_search_prints_a_table_with_the_right_image_first(pictrace, tmp_path, em
     result = pictrace("search", str(query), "-k", "3")
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
-    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "name", "id"]
+    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "semantic", "transform", "name", "id", "label"]
     assert len(rows) == 3
     first = rows[0].split()
-    assert first[0] == "1" and first[5] == "mirror" and first[6] == "rocket.jpg"
-    assert ids_by_name(pictrace)["rocket.jpg"].startswith(first[7]) and len(first[7]) == 12
+    assert first[0] == "1" and first[6] == "mirror" and first[7] == "rocket.jpg"
+    assert ids_by_name(pictrace)["rocket.jpg"].startswith(first[8]) and len(first[8]) == 12
+    assert float(first[5]) > 0.5 and first[9] == "missile"  # looks-like score and top label
     assert "http" not in result.out and max(len(line) for line in result.out.splitlines()) < 100
     scores = [float(r.split()[1]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     assert "of 4 images scored" in result.err
+
+
+def test_search_mode_similar_ranks_by_looks_like(pictrace, tmp_path, empty_catalog):
+    for name in ("coffee", "rocket", "camera", "astronaut"):
+        write_jpeg(tmp_path / "catalog" / f"{name}.jpg", sample_bgr(name))
+    (tmp_path / "catalog" / "cat.webp").write_bytes(CAT.read_bytes())
+    assert pictrace("add", str(tmp_path / "catalog")).code == 0
+    query = write_jpeg(tmp_path / "query.jpg", sample_bgr("chelsea"))
+
+    result = pictrace("search", str(query), "-k", "2", "--mode", "similar", "--json")
+    assert result.code == 0, result.err
+    answer = json.loads(result.out)
+    assert answer["mode"] == "similar" and answer["results"][0]["name"] == "cat.webp"
+    assert pictrace("search", str(query), "--mode", "dreamy").code != 0
 
 
 def test_search_json_is_the_api_answer(pictrace, api, tmp_path, empty_catalog):

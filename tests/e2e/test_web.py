@@ -25,6 +25,7 @@ import pytest
 
 from pictrace.local.lambda_endpoint import InvokeError
 from tests.conftest import Client, jpeg, sample_bgr
+from tests.unit.test_looks_like import CAT
 
 pytestmark = pytest.mark.e2e
 
@@ -176,8 +177,8 @@ def test_search_by_upload_ranks_the_original_first_and_draws_its_keypoints(stack
     scores = page.eval_on_selector_all("#results li.result", "els => els.map(e => Number(e.dataset.score))")
     assert scores == sorted(scores, reverse=True)
     first = page.locator("#results li.result").first
-    assert first.locator(".metric").count() == 3
-    assert "rotated" in first.locator(".chip").inner_text()
+    assert first.locator(".metric").count() == 4  # SSIM, ORB, Hist and the looks-like score
+    assert "rotated" in first.locator(".chip:not(.label)").inner_text()
     assert page.locator("#search-progress").is_hidden()
     # The thumbnails really loaded from their presigned URLs.
     page.wait_for_function(
@@ -633,8 +634,28 @@ def test_an_unrelated_image_finds_no_similar_image(stack, seeded, page, tmp_path
     page.select_option("#search-min", "0")
     page.set_input_files("#search-file", str(moon))
     page.wait_for_selector("#results[data-state=results] li.result[data-id]")
-    chips = page.eval_on_selector_all("#results .chip", "els => els.map(e => e.textContent)")
+    chips = page.eval_on_selector_all("#results .chip:not(.label)", "els => els.map(e => e.textContent)")
     assert chips and set(chips) == {"weak match"}
+
+
+def test_the_look_alike_switch_finds_another_cat(stack, empty_catalog, page, tmp_path):
+    api = Client(stack.api_url)
+    for name in ("coffee", "rocket", "astronaut"):
+        assert api.post("/images", *multipart(f"{name}.jpg", jpeg(sample_bgr(name)))).status == 201
+    cat = api.post("/images", CAT.read_bytes(), "image/webp").body["ids"][0]
+    query = tmp_path / "chelsea.jpg"
+    query.write_bytes(jpeg(sample_bgr("chelsea")))
+    open_page(page, stack)
+    page.select_option("#search-min", "0")
+    page.select_option("#search-mode", "similar")
+    page.set_input_files("#search-file", str(query))
+    page.wait_for_selector("#results li.result[data-id]")
+    assert result_ids(page)[0] == cat
+    first = page.locator("#results li.result").first
+    assert first.locator(".metric").count() == 4 and first.locator(".chip.label").count() >= 1
+    assert first.locator(".chip:not(.label)").count() == 0  # no "weak match" or transform: not a copy
+    assert "mode=similar" in page.url
+    shot(page, "look-alike-results", full_page=True)
 
 
 def test_find_similar_from_a_catalog_card_and_its_link(stack, seeded, page, context, tmp_path):

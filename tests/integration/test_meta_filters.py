@@ -232,3 +232,19 @@ def test_a_retag_marker_goes_once_its_grace_is_over(api, stack, tenants):
     assert store.etag(marker) is None and tenants["rocket"] not in Manifest.load(store).retagged
     found = api.post(f"/search?k=1&filter={q({'tenant': 'b'})}", jpeg(sample_bgr("rocket")), "image/jpeg")
     assert found.body["results"][0]["id"] == tenants["rocket"]
+
+
+def test_a_filter_in_a_multipart_search_and_after_a_reindex(api, stack, tenants):
+    from pictrace.catalog.reindex import reindex
+
+    body, ctype = multipart("file", "q.jpg", MIRRORED_COFFEE)
+    boundary = ctype.split("=", 1)[1]
+    field = f'--{boundary}\r\nContent-Disposition: form-data; name="filter"\r\n\r\n{{"tenant": "b"}}\r\n'.encode()
+    form = api.post("/search?k=3", field + body, ctype)
+    assert form.status == 200, form.body
+    assert len(form.body["results"]) == 3 and {r["meta"]["tenant"] for r in form.body["results"]} == {"b"}
+
+    # Rows rebuilt from the records keep their tags.
+    reindex(stack.services.catalog)
+    again = api.post(f"/search?k=10&filter={q({'tenant': 'a'})}", MIRRORED_COFFEE, "image/jpeg")
+    assert [r["id"] for r in again.body["results"]] == [tenants["coffee"], tenants["rocket"]]
