@@ -78,6 +78,8 @@ class S3Store:
         except ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise PreconditionFailed(key) from None
+            if if_match is not None and _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise PreconditionFailed(key) from None  # the version to match is gone: deleted meanwhile
             raise
         return resp["ETag"]
 

@@ -144,9 +144,10 @@ def test_results_table_shows_a_short_id_and_the_name_but_no_url():
     }
     text = results_table(answer)
     header, first, second = text.splitlines()
-    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "transform", "name", "id"]
-    assert first.split() == ["1", "0.500", "0.250", "0.500", "0.750", "mirror", "-", "ab" * 6]
-    assert second.split()[6:] == ["my", "cat.jpg", "cd" * 6]
+    assert header.split() == ["rank", "score", "ssim", "orb", "hist", "semantic", "transform", "name", "id", "label"]
+    # An answer without looks-like scores or labels (an image stored before them) shows "-".
+    assert first.split() == ["1", "0.500", "0.250", "0.500", "0.750", "-", "mirror", "-", "ab" * 6, "-"]
+    assert second.split()[7:] == ["my", "cat.jpg", "cd" * 6, "-"]
     assert "http" not in text and max(map(len, text.splitlines())) < 100
 
 

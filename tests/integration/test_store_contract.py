@@ -101,6 +101,10 @@ def test_if_match_writes_only_over_the_version_read(store):
     with pytest.raises(PreconditionFailed):
         store.put("manifest", b"v3", if_match=v1)  # v1 is no longer there
     assert store.get_with_etag("manifest") == (b"v2", v2)
+    store.delete("manifest")
+    with pytest.raises(PreconditionFailed):
+        store.put("manifest", b"v4", if_match=v2)  # deleted since it was read
+    assert not store.exists("manifest")
 
 
 def test_delete_if_match_deletes_only_the_version_read(store):
