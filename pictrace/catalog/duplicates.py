@@ -18,8 +18,11 @@ image (S <= 4 x ``duplicates_shortlist``, 32 by default):
   per row) and at most N x S reranked candidates;
 * one write of the result.
 
-The job keeps time: when its invocation is about to end it stores what it
-has, marked ``complete: false`` with the number of images it searched for.
+The job keeps time: when its invocation is about to end it stores its
+progress (``work.json``: the images, how many were searched, the pairs so
+far) and invokes itself to go on from there, up to :data:`MAX_HOPS`
+invocations; a scan that still has images left then is stored as it is,
+marked ``complete: false`` with the number of images searched.
 
 Bookkeeping sits in two objects (see :mod:`~pictrace.catalog.layout`):
 ``status.json`` (queued, running, done or failed, with the run's id) and
@@ -48,6 +51,10 @@ RESULT_VERSION = 1
 STALE_AFTER = 20 * 60
 # Seconds of the invocation kept back to store the result.
 SAVE_MARGIN = 20.0
+# Invocations one scan may chain, each continuing where the last ran out of
+# time: 50 x 15 minutes, about 25,000 images at the measured speed (the
+# phase-1 passes grow with N^2); a larger catalog's scan ends incomplete.
+MAX_HOPS = 50
 DEFAULT_MIN_SCORE = 0.8
 _THREADS = 16
 
@@ -79,35 +86,77 @@ def start(catalog: Catalog, invoke: Invoke, now: Callable[[], float] = time.time
     return queued, True
 
 
-def run(catalog: Catalog, run_id: str | None = None, time_left: TimeLeft = lambda: None) -> dict:
-    """The job: scan, store the pairs, record the outcome in the status; returns the status."""
-    store = catalog.store
-    run_id = run_id or uuid.uuid4().hex  # a scheduled run has no id yet
-    started = time.time()
-    _put(store, layout.DUPLICATES_STATUS, {"state": "running", "run": run_id, "started_at": started})
+def run(
+    catalog: Catalog,
+    event: dict | None = None,
+    time_left: TimeLeft = lambda: None,
+    invoke: Invoke | None = None,
+) -> dict:
+    """The job: scan, store the pairs, record the outcome in the status; returns the status.
+
+    ``event`` is ``{"run": id}`` from ``POST /duplicates`` (a scheduled run
+    has none and makes one), or ``{"run": id, "resume": n}`` from the run's
+    own previous invocation.  When time runs out before every image was
+    searched, the pairs so far and the list of images go to ``work.json``
+    and ``invoke`` (an asynchronous invocation of this job) continues from
+    there; without ``invoke``, or after :data:`MAX_HOPS` invocations, the
+    result is stored as it is, ``complete: false``.
+    """
+    store, event = catalog.store, event or {}
+    run_id = event.get("run") or uuid.uuid4().hex
+    resume = event.get("resume")
+    work = _work(store, run_id) if resume is not None else None
+    if resume is not None and work is None:
+        return status(store)  # a continuation of a run that is gone or was replaced: nothing to do
+    started = work["started_at"] if work else time.time()
+    hops = work["hops"] + 1 if work else 1
+    _put(store, layout.DUPLICATES_STATUS, {"state": "running", "run": run_id, "started_at": started, "hops": hops})
     try:
-        result = scan(catalog, time_left=time_left)
+        result = scan(catalog, time_left=time_left, work=work)
+        if not result["complete"] and invoke is not None and hops < MAX_HOPS:
+            _put(store, layout.DUPLICATES_WORK, {**result, "run": run_id, "started_at": started, "hops": hops})
+            invoke({"run": run_id, "resume": result["searched"]})
+            return {"state": "running", "run": run_id, "started_at": started, "hops": hops, "searched": result["searched"]}
     except Exception as exc:
         _put(store, layout.DUPLICATES_STATUS, {
             "state": "failed", "run": run_id, "started_at": started, "finished_at": time.time(),
             "error": exc.__class__.__name__, "message": str(exc)[:500],
         })
         raise
-    result.update(run=run_id, started_at=started, finished_at=time.time())
+    result.pop("ids", None)
+    result.update(run=run_id, started_at=started, finished_at=time.time(), invocations=hops)
     _put(store, layout.DUPLICATES_GROUPS, result)
     done = {"state": "done", "run": run_id, "started_at": started, "finished_at": result["finished_at"]}
     _put(store, layout.DUPLICATES_STATUS, done)
+    store.delete(layout.DUPLICATES_WORK)
     return done
 
 
-def scan(catalog: Catalog, *, time_left: TimeLeft = lambda: None) -> dict:
-    """Every pair of live images scoring at least the floor, found by one search per image."""
+def _work(store: S3Store, run_id: str) -> dict | None:
+    """The stored progress of run ``run_id``, None if there is none (or it is another run's)."""
+    try:
+        work = json.loads(store.get(layout.DUPLICATES_WORK))
+    except (NotFound, ValueError):
+        return None
+    return work if isinstance(work, dict) and work.get("run") == run_id else None
+
+
+def scan(catalog: Catalog, *, time_left: TimeLeft = lambda: None, work: dict | None = None) -> dict:
+    """Every pair of live images scoring at least the floor, found by one search per image.
+
+    With ``work`` (what an earlier invocation of the same scan stored), the
+    images are those it listed, less any deleted since, and the searches
+    resume after the ones it did; the pairs it found are kept.
+    """
     from pictrace.api import LocalIndex  # the engine's in-process search; only the job needs it
 
     config = catalog.config
-    live = sorted(set(catalog.ids()) - catalog.tombstones())
+    if work is None:
+        live = sorted(set(catalog.ids()) - catalog.tombstones())
+    else:
+        live = list(work["ids"])
     index = LocalIndex(partition_rows=config.partition_rows)
-    damaged: list[str] = []
+    damaged: list[str] = list(work["damaged"]) if work else []
 
     def read(sha: str):
         try:
@@ -117,13 +166,13 @@ def scan(catalog: Catalog, *, time_left: TimeLeft = lambda: None) -> dict:
 
     with ThreadPoolExecutor(max_workers=_THREADS) as pool:
         for sha, features in zip(live, pool.map(read, live)):
-            if features is None:
-                damaged.append(layout.features_key(sha))
-            else:
+            if features is not None:
                 index.add_features(features)
-    pairs: dict[tuple[str, str], float] = {}
-    searched = 0
-    for sha in live:
+            elif work is None:
+                damaged.append(layout.features_key(sha))
+    pairs: dict[tuple[str, str], float] = {(a, b): s for a, b, s in (work["pairs"] if work else [])}
+    searched = int(work["searched"]) if work else 0
+    for sha in live[searched:]:
         left = time_left()
         if left is not None and left < SAVE_MARGIN:
             break
@@ -145,6 +194,7 @@ def scan(catalog: Catalog, *, time_left: TimeLeft = lambda: None) -> dict:
         "neighbours": config.duplicates_neighbours,
         "shortlist": config.duplicates_shortlist,
         "damaged": damaged,
+        "ids": live,
         "pairs": [[a, b, round(score, 6)] for (a, b), score in sorted(pairs.items())],
     }
 

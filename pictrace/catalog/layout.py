@@ -18,6 +18,7 @@
     index/manifest.json              the list of live partitions
     index/duplicates/status.json     the duplicate-groups job: queued, running, done or failed
     index/duplicates/groups.json     its last finished result: the near-duplicate pairs and groups
+    index/duplicates/work.json       a scan's progress while it runs over several invocations
     index/shards/<uuid>.npz          shards of the index format before partitions
                                      (read by nothing; `pictrace reindex` removes them)
 
@@ -49,6 +50,7 @@ SHARDS = "index/shards/"
 MANIFEST = "index/manifest.json"
 DUPLICATES_STATUS = "index/duplicates/status.json"
 DUPLICATES_GROUPS = "index/duplicates/groups.json"
+DUPLICATES_WORK = "index/duplicates/work.json"
 
 # Always fullmatch: "$" also matches before a final newline, and an id with
 # one sorts before its own record key, so a cursor would repeat its item.

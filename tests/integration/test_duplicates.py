@@ -111,3 +111,36 @@ def test_groups_are_components_of_the_pairs_that_reach_the_threshold():
     assert [g["ids"] for g in at_06] == [["a", "b", "c"], ["d", "e"]]
     assert at_06[0]["pairs"] == [["a", "b", 0.9], ["b", "c", 0.7]]
     assert [g["ids"] for g in duplicates.groups(pairs, 0.8)] == [["d", "e"], ["a", "b"]]
+
+
+def test_a_scan_out_of_time_goes_on_in_a_new_invocation_and_finds_the_same(api, stack, empty_catalog):
+    seed(api)
+    catalog = stack.services.catalog
+    clock = iter([100.0] * 3 + [1.0] * 100)  # time for three searches, then the invocation's end is near
+    calls: list[dict] = []
+    first = duplicates.run(catalog, {"run": "r1"}, time_left=lambda: next(clock), invoke=calls.append)
+    assert first["state"] == "running" and calls == [{"run": "r1", "resume": 3}]
+    assert api.get("/duplicates").body["job"]["state"] == "running"
+    assert stack.store.exists(layout.DUPLICATES_WORK)
+
+    done = duplicates.run(catalog, calls[0], invoke=calls.append)
+    assert done["state"] == "done" and len(calls) == 1
+    assert not stack.store.exists(layout.DUPLICATES_WORK)
+    chained = api.get("/duplicates?min_score=0.5").body
+    assert chained["scan"]["complete"] is True and chained["scan"]["searched"] == 7
+
+    duplicates.run(catalog, {"run": "r2"})  # the same scan in one invocation
+    whole = api.get("/duplicates?min_score=0.5").body
+    assert [g["pairs"] for g in whole["groups"]] == [g["pairs"] for g in chained["groups"]]
+
+    # A continuation of a run that another has replaced does nothing.
+    assert duplicates.run(catalog, {"run": "r1", "resume": 3}) == api.get("/duplicates").body["job"]
+
+
+def test_without_a_way_to_go_on_the_scan_is_stored_incomplete(api, stack, empty_catalog):
+    seed(api)
+    clock = iter([100.0] * 2 + [1.0] * 100)
+    duplicates.run(stack.services.catalog, {"run": "r3"}, time_left=lambda: next(clock))
+    body = api.get("/duplicates?min_score=0.5").body
+    assert body["job"]["state"] == "done"
+    assert body["scan"]["complete"] is False and body["scan"]["searched"] == 2 and body["scan"]["images"] == 7

@@ -314,7 +314,7 @@ def test_background_functions_write_only_their_own_prefixes() -> None:
     duplicates = s3_grants("DuplicatesFunction")
     assert prefixes(duplicates, "s3:PutObject") == {"index/duplicates/"}
     assert prefixes(duplicates, "s3:GetObject") == {"index/"}
-    assert prefixes(duplicates, "s3:DeleteObject") == set()
+    assert prefixes(duplicates, "s3:DeleteObject") == {"index/duplicates/"}
     assert layout.DUPLICATES_STATUS.startswith("index/duplicates/") and layout.DUPLICATES_GROUPS.startswith("index/duplicates/")
 
 
@@ -322,6 +322,8 @@ def test_the_duplicates_job_runs_alone_with_room_for_every_feature_file() -> Non
     props = translated()["DuplicatesFunction"]["Properties"]
     assert props["ReservedConcurrentExecutions"] == 1 and props["Timeout"] == 900
     assert props["EphemeralStorage"]["Size"] >= 2048
+    # It goes on in a new invocation of itself, which it may invoke and no other function.
+    assert props["Environment"]["Variables"]["DUPLICATES_FUNCTION_NAME"] == props["FunctionName"]
     api_env = translated()["ApiFunction"]["Properties"]["Environment"]["Variables"]
     assert api_env["DUPLICATES_FUNCTION_NAME"] == {"Ref": "DuplicatesFunction"}
 
