@@ -46,8 +46,9 @@ from pictrace.errors import BadRequest, CorruptShard, DamagedRecord, NotFound
 
 RESULT_FORMAT = "pictrace-duplicates"
 RESULT_VERSION = 1
-# A queued or running scan older than this is taken to have died (a Lambda
-# invocation lasts at most 15 minutes), so a new one may start.
+# A queued or running scan not heard of for this long is taken to have died
+# (an invocation lasts at most 15 minutes, and each one of a scan says it is
+# alive as it starts), so a new one may start.
 STALE_AFTER = 20 * 60
 # Seconds of the invocation kept back to store the result.
 SAVE_MARGIN = 20.0
@@ -77,7 +78,8 @@ def _put(store: S3Store, key: str, body: dict) -> None:
 def start(catalog: Catalog, invoke: Invoke, now: Callable[[], float] = time.time) -> tuple[dict, bool]:
     """Queue a scan unless one is queued or running; returns (its status, whether this call started it)."""
     current = status(catalog.store)
-    since = current.get("started_at") or current.get("queued_at") or 0
+    # A scan over several invocations says it is alive at the start of each.
+    since = current.get("updated_at") or current.get("started_at") or current.get("queued_at") or 0
     if current.get("state") in ("queued", "running") and now() - since < STALE_AFTER:
         return current, False
     queued = {"state": "queued", "run": uuid.uuid4().hex, "queued_at": now()}
@@ -110,13 +112,14 @@ def run(
         return status(store)  # a continuation of a run that is gone or was replaced: nothing to do
     started = work["started_at"] if work else time.time()
     hops = work["hops"] + 1 if work else 1
-    _put(store, layout.DUPLICATES_STATUS, {"state": "running", "run": run_id, "started_at": started, "hops": hops})
+    running = {"state": "running", "run": run_id, "started_at": started, "updated_at": time.time(), "hops": hops}
+    _put(store, layout.DUPLICATES_STATUS, running)
     try:
         result = scan(catalog, time_left=time_left, work=work)
         if not result["complete"] and invoke is not None and hops < MAX_HOPS:
             _put(store, layout.DUPLICATES_WORK, {**result, "run": run_id, "started_at": started, "hops": hops})
             invoke({"run": run_id, "resume": result["searched"]})
-            return {"state": "running", "run": run_id, "started_at": started, "hops": hops, "searched": result["searched"]}
+            return {**running, "searched": result["searched"]}
     except Exception as exc:
         _put(store, layout.DUPLICATES_STATUS, {
             "state": "failed", "run": run_id, "started_at": started, "finished_at": time.time(),

@@ -144,3 +144,17 @@ def test_without_a_way_to_go_on_the_scan_is_stored_incomplete(api, stack, empty_
     body = api.get("/duplicates?min_score=0.5").body
     assert body["job"]["state"] == "done"
     assert body["scan"]["complete"] is False and body["scan"]["searched"] == 2 and body["scan"]["images"] == 7
+
+
+def test_a_long_scan_alive_in_its_latest_invocation_is_not_replaced(api, stack, empty_catalog):
+    import json
+    import time
+
+    alive = {"state": "running", "run": "long", "started_at": time.time() - 3600, "updated_at": time.time() - 60, "hops": 4}
+    stack.store.put(layout.DUPLICATES_STATUS, json.dumps(alive).encode())
+    assert api.post("/duplicates").body["started"] is False
+    dead = {**alive, "updated_at": time.time() - duplicates.STALE_AFTER - 1}
+    stack.store.put(layout.DUPLICATES_STATUS, json.dumps(dead).encode())
+    replaced = api.post("/duplicates").body
+    assert replaced["started"] is True and replaced["job"]["run"] != "long"
+    assert stack.lambdas.wait_async(120)
