@@ -254,7 +254,9 @@ def _add(api: Client, entry: Entry) -> dict:
     """``POST /images`` with one image's bytes, name and meta (an upload first for a large file)."""
     data = entry.path.read_bytes()
     name = entry.name or entry.path.name
-    if len(data) > api.direct_limit:
+    # A multipart file name keeps only its last path component; a name with a
+    # folder in it (a catalog drop's "drops/moon.jpg") travels as a JSON field.
+    if len(data) > api.direct_limit or "/" in name or "\\" in name:
         key = api.upload(data, mimetypes.guess_type(entry.path.name)[0] or "image/jpeg")
         body: dict = {"s3_key": key, "name": name}
         if entry.meta:

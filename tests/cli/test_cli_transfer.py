@@ -159,3 +159,14 @@ def test_from_one_stack_to_another(pictrace, run, stack, tmp_path, empty_catalog
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
+
+
+def test_a_name_with_a_folder_in_it_is_kept(pictrace, stack, tmp_path, empty_catalog):
+    stack.s3.put_object(Bucket=stack.bucket, Key="catalog/drops/moon.jpg", Body=jpeg(sample_bgr("moon")))
+    assert stack.sync_notifications() >= 1
+    [record] = records(stack).values()
+    assert record["name"] == "drops/moon.jpg"
+    assert pictrace("export", str(tmp_path / "backup")).code == 0
+    empty_catalog.delete(record["id"])
+    assert pictrace("import", str(tmp_path / "backup")).code == 0
+    assert [r["name"] for r in records(stack).values()] == ["drops/moon.jpg"]
