@@ -34,6 +34,7 @@ def test_images_added_with_meta_are_what_a_filtered_search_finds(stack, seeded, 
     page.set_input_files("#catalog-file", str(tmp_path / "rocket.jpg"))
     page.wait_for_selector(f'#catalog-grid .cat-card[data-id="{rocket_id}"]')
     assert api.get(f"/images/{rocket_id}").body["meta"] == {"tenant": "acme"}
+    shot(page, "catalog-meta")
 
     # A cat query: the seeded cat is its best match, but only rocket is acme's.
     query_path, _ = write_query(tmp_path)
