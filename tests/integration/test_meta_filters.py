@@ -6,6 +6,7 @@ import json
 import urllib.parse
 import urllib.request
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -248,3 +249,15 @@ def test_a_filter_in_a_multipart_search_and_after_a_reindex(api, stack, tenants)
     reindex(stack.services.catalog)
     again = api.post(f"/search?k=10&filter={q({'tenant': 'a'})}", MIRRORED_COFFEE, "image/jpeg")
     assert [r["id"] for r in again.body["results"]] == [tenants["coffee"], tenants["rocket"]]
+
+
+def test_a_row_whose_tags_lie_never_yields_a_non_matching_result(api, stack, tenants):
+    """As if ("tenant", "a") and ("tenant", "b") shared a 32-bit token: coffee's row says b, its record a."""
+    from pictrace.core import compact
+
+    coffee = tenants["coffee"]
+    row = compact.index_row(stack.services.catalog.features(coffee), tags=[("tenant", "b")])
+    stack.services.store.put(layout.pending_key(coffee), Partition.build([row]).to_bytes(nonce=uuid.uuid4().hex))
+    reply = api.post(f"/search?k=10&filter={q({'tenant': 'b'})}", MIRRORED_COFFEE, "image/jpeg")
+    assert reply.status == 200, reply.body
+    assert {r["id"] for r in reply.body["results"]} == {tenants[n] for n, t in TENANT.items() if t == "b"}

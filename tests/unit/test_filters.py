@@ -184,3 +184,19 @@ def test_local_index_filters_inside_phase_one_and_follows_set_meta(tmp_path):
     assert [h.id for h in back.similar(ids["rocket"], k=5, filter={"tenant": "a"})] == []
     with pytest.raises(InvalidMeta):
         index.add(jpeg(sample_bgr("moon")), {"tags": [str(i) for i in range(20)]})
+
+
+def test_local_index_drops_a_row_whose_tags_lie(features):
+    """A token collision in phase 1 (simulated: a row tagged b whose meta says a) never reaches the answer."""
+    import dataclasses
+
+    from pictrace.api import LocalIndex
+
+    index = LocalIndex()
+    for n in NAMES:
+        index.add_features(features[n], {"tenant": "a" if n == "coffee" else "b"})
+    coffee = features["coffee"].sha256
+    index._rows[coffee] = dataclasses.replace(index._rows[coffee], tags=Filter.parse({"tenant": "b"}).tokens()[0])
+    index._dirty = True
+    query = jpeg(np.ascontiguousarray(sample_bgr("coffee")[:, ::-1]))
+    assert coffee not in [h.id for h in index.search(query, k=10, filter={"tenant": "b"})]
