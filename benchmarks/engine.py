@@ -8,6 +8,7 @@ query bytes.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +31,43 @@ class Hit:
     scores: dict[str, float]
 
 
+# What makes the cached features: catalog-side extraction and the query side.
+_EXTRACTION_ROOTS = ("core/features.py", "core/scoring.py")
+
+
 def fingerprint() -> str:
-    """Hash of the engine's source (pictrace/core and pictrace/api.py): the feature cache key."""
+    """Hash of the source that extracts features: the feature cache key.
+
+    That is the extraction modules and every ``pictrace`` module they
+    import, transitively; a change to search (phase 1, the rerank) keeps
+    the cache.
+    """
     root = Path(pictrace.__file__).resolve().parent
     h = hashlib.sha256()
-    for path in sorted([root / "api.py", *(root / "core").glob("*.py")]):
-        h.update(path.name.encode())
+    for path in sorted(_extraction_sources(root)):
+        h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _extraction_sources(root: Path) -> set[Path]:
+    todo = [root / r for r in _EXTRACTION_ROOTS]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pictrace"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("pictrace")]
+            for name in names:
+                rel = Path(*name.split(".")[1:])
+                todo += [root / rel.with_suffix(".py"), root / rel / "__init__.py"]
+    return seen
 
 
 def catalog_blob(data: bytes) -> bytes:
