@@ -37,6 +37,8 @@ from pictrace.core.partition import Partition
 SIGNALS = ("layout", "colour", "blend", "words")
 MODES = ("default", "similar")
 DEFAULT_PER_SIGNAL = 32
+# A filter matching at most 1/SUBSET_SHARE of a partition's rows scores them as a partition of their own.
+SUBSET_SHARE = 4
 # Layout similarity at which a quarter turn of the query is believed.
 TRUSTED_LAYOUT = 0.5
 _MIRRORED = np.array([transforms.is_mirror(i) for i in range(len(transforms.DIHEDRAL))])
@@ -172,8 +174,12 @@ def candidates(
         alive = np.array([i not in excluded for i in partition.id_list()], dtype=bool)
     if tags:
         alive &= tagged(partition, tags)
-        if not alive.any():
+        matching = int(alive.sum())
+        if matching == 0:
             return []  # nothing here matches: no signal needs computing
+        if matching * SUBSET_SHARE <= n:
+            # Few rows match: score those alone (every signal is per row, so the candidates are the same).
+            return candidates(query, partition.take(np.flatnonzero(alive)), per_signal=per_signal, mode=mode)
     layouts = layout_scores(query, partition)  # (n, 8)
     colour = colour_scores(query, partition)
     shared = np.stack([word_hits(query.probes, partition), word_hits(query.mirror_probes, partition)])
@@ -305,6 +311,14 @@ def orientations(layout: np.ndarray, shared: np.ndarray) -> np.ndarray:
 
 
 def _top(values: np.ndarray, n: int) -> np.ndarray:
+    """The rows of the ``n`` largest values; of rows tied at the last place, the earliest.
+
+    Ties are common (word counts are small integers), and breaking them by
+    row order makes the pick the same whether a filter's rows are scored in
+    place or as a partition of their own (:meth:`Partition.take` keeps order).
+    """
     if n >= len(values):
         return np.arange(len(values))
-    return np.argpartition(-values, n - 1)[:n]
+    last = -np.partition(-values, n - 1)[n - 1]
+    above = np.flatnonzero(values > last)
+    return np.concatenate([above, np.flatnonzero(values == last)[: n - len(above)]])

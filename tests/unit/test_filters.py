@@ -200,3 +200,28 @@ def test_local_index_drops_a_row_whose_tags_lie(features):
     index._dirty = True
     query = jpeg(np.ascontiguousarray(sample_bgr("coffee")[:, ::-1]))
     assert coffee not in [h.id for h in index.search(query, k=10, filter={"tenant": "b"})]
+
+
+@pytest.mark.parametrize("spec", [{"tenant": "b"}, {"tenant": "a"}, {"kind": "logo"}, {"tenant": ["a", "b"]}])
+def test_scoring_the_matching_rows_alone_finds_the_same_candidates(monkeypatch, features, tagged_partition, spec):
+    """A filter that leaves few rows scores them as a partition of their own (Partition.take): same answer."""
+    from pictrace.core import candidates as phase1
+
+    query = probe_of(jpeg(np.ascontiguousarray(sample_bgr("chelsea")[20:-20, ::-1])))
+    tokens = Filter.parse(spec).tokens()
+    monkeypatch.setattr(phase1, "SUBSET_SHARE", 10**9)  # never: score every row, mask the rest
+    whole = [c.to_dict() for c in candidates(query, tagged_partition, per_signal=3, tags=tokens)]
+    monkeypatch.setattr(phase1, "SUBSET_SHARE", 1)  # always: the matching rows alone
+    alone = [c.to_dict() for c in candidates(query, tagged_partition, per_signal=3, tags=tokens)]
+    assert alone == whole and whole
+
+
+def test_a_partition_of_some_rows_keeps_their_words_tags_and_codes(tagged_partition):
+    rows = np.array([1, 4, 6])
+    part = tagged_partition.take(rows)
+    assert part.id_list() == [tagged_partition.id(r) for r in rows]
+    for mine, theirs in zip(part.rows(), [tagged_partition.rows()[r] for r in rows]):
+        assert mine.sha256 == theirs.sha256
+        for name in ("layout", "colour", "words", "semantic", "tags"):
+            assert np.array_equal(getattr(mine, name), getattr(theirs, name)), name
+    assert Partition.from_bytes(part.to_bytes()).id_list() == part.id_list()
