@@ -110,6 +110,8 @@ def _stale(catalog: Catalog, the_plan: Plan) -> list[str]:
     rows out (packing soon drops them).  A search without a filter need not
     look: both rows score the same, and the shortlist keeps one.
     """
+    if not the_plan.pending:
+        return []  # nothing pending: every row is packed, and packing left one per image
     marked = {layout.id_from(key, layout.RETAGGED) for key in catalog.store.list(layout.RETAGGED)}
     return sorted(marked.intersection(the_plan.pending))
 
