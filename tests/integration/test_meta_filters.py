@@ -136,6 +136,9 @@ def test_patch_replaces_meta_and_searches_follow_before_and_after_packing(api, s
     for _ in range(2):  # at once (pending row), then packed
         assert best("b")[0] == coffee
         assert best("a") == [tenants["rocket"]]
+        # The packed row's old tags did not nominate coffee: the shortlist is rocket alone.
+        only_a = api.post(f"/search?k=3&filter={q({'tenant': 'a'})}", MIRRORED_COFFEE, "image/jpeg").body
+        assert only_a["counts"]["shortlist"] == 1
         assert coffee not in {r["id"] for r in api.get(f"/images?filter={q({'tenant': 'a'})}").body["images"]}
         stack.pack_now()
 
