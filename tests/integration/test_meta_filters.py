@@ -264,3 +264,23 @@ def test_a_row_whose_tags_lie_never_yields_a_non_matching_result(api, stack, ten
     reply = api.post(f"/search?k=10&filter={q({'tenant': 'b'})}", MIRRORED_COFFEE, "image/jpeg")
     assert reply.status == 200, reply.body
     assert {r["id"] for r in reply.body["results"]} == {tenants[n] for n, t in TENANT.items() if t == "b"}
+
+
+def test_the_scoring_function_applies_the_filter_its_events_carry(api, stack, tenants):
+    sha = api.post("/search?k=1", MIRRORED_COFFEE, "image/jpeg").body["query"]["sha256"]
+    pending = sorted(stack.services.store.list(layout.PENDING))
+    event = {"phase": "candidates", "query": layout.query_features_key(sha), "batch": {"pending": pending}, "per_signal": 2}
+    score = "ScoreFunction"
+    everything = stack.invoke(score, event)
+    assert tenants["coffee"] in {c["id"] for c in everything["candidates"]}
+    only_b = stack.invoke(score, {**event, "filter": {"tenant": ["b"]}})
+    b_ids = {tenants[n] for n, t in TENANT.items() if t == "b"}
+    assert only_b["candidates"] and {c["id"] for c in only_b["candidates"]} <= b_ids
+
+    # Phase 2 checks the records: a candidate whose meta does not match is dropped, whatever phase 1 said.
+    rerank = {"phase": "rerank", "query": event["query"], "candidates": everything["candidates"], "k": 10}
+    all_matches = stack.invoke(score, rerank)
+    kept = stack.invoke(score, {**rerank, "filter": {"tenant": "b"}})
+    assert {m["id"] for m in kept["matches"]} <= b_ids
+    assert kept["unmatched"] == len(all_matches["matches"]) - len(kept["matches"]) > 0
+    assert stack.invoke(score, {**event, "filter": {"tenant": 3}})["error"] == "invalid_filter"
