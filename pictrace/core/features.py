@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pictrace.core import arrays as container
 from pictrace.core.decode import decode
 from pictrace.core.probe import probe
 from pictrace.errors import CorruptShard
@@ -110,8 +111,7 @@ class ImageFeatures:
         )
 
     def to_bytes(self) -> bytes:
-        """Serialise to a compressed ``.npz`` that loads without pickle."""
-        buf = io.BytesIO()
+        """Serialise to a :mod:`pictrace.core.arrays` container (the thumbnail and keypoints deflated)."""
         header = {
             "format": FEATURES_FORMAT,
             "version": FEATURES_VERSION,
@@ -127,25 +127,26 @@ class ImageFeatures:
             extra = {"mirror_descriptors": self.mirror_descriptors, "mirror_keypoints": self.mirror_keypoints}
         if self.embedding is not None and self.semantic is not None:
             extra.update(embedding=self.embedding, semantic=self.semantic)
-        np.savez_compressed(
-            buf,
-            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-            **extra,
-            gist=self.gist,
-            chist=self.chist,
-            thumb=self.thumb,
-            keypoints=self.keypoints,
-            descriptors=self.descriptors,
-            hist_index=self.hist_index,
-            hist_value=self.hist_value,
-            words=self.words,
+        return container.pack(
+            {
+                "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                **extra,
+                "gist": self.gist,
+                "chist": self.chist,
+                "thumb": self.thumb,
+                "keypoints": self.keypoints,
+                "descriptors": self.descriptors,
+                "hist_index": self.hist_index,
+                "hist_value": self.hist_value,
+                "words": self.words,
+            },
+            compress=_DEFLATED,
         )
-        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "ImageFeatures":
-        """Load what :meth:`to_bytes` wrote; anything else raises CorruptShard."""
-        arrays = _load_npz(data, "features")
+        """Load what :meth:`to_bytes` wrote (or the ``.npz`` of earlier versions); anything else raises CorruptShard."""
+        arrays = _unpack(data)
         header = _header(arrays, FEATURES_FORMAT, FEATURES_VERSION)
         try:
             feats = cls(
@@ -320,6 +321,15 @@ def _unit(v: np.ndarray, *, center: bool) -> np.ndarray:
     if norm > 0:
         v = v / norm
     return v.astype(np.float16)
+
+
+# What compresses: the thumbnail and keypoint coordinates; descriptors and
+# hashes are close to random bytes.
+_DEFLATED = frozenset({"thumb", "keypoints", "mirror_keypoints"})
+
+
+def _unpack(data: bytes) -> dict[str, np.ndarray]:
+    return container.unpack(data, "features") if container.is_container(data) else _load_npz(data, "features")
 
 
 def _load_npz(data: bytes, what: str) -> dict[str, np.ndarray]:
