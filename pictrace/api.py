@@ -25,6 +25,7 @@ from pictrace.core.candidates import shortlist as merge_shortlist
 from pictrace.core.detail_file import DetailFile
 from pictrace.core.features import ImageFeatures, extract_features
 from pictrace.core.filters import Filter, check_meta, meta_tags
+from pictrace.core.parallel import parallel_map
 from pictrace.core.partition import MAX_ROWS, Partition
 from pictrace.core.rerank import Work, rerank
 from pictrace.core.scoring import Match, Query, query_from_bytes
@@ -290,11 +291,8 @@ class _Layered:
         return self.spill.get(sha) if sha in self.spill else self.saved.get(sha)
 
     def get_many(self, ids: Iterable[str]) -> dict[str, ImageFeatures]:
-        out = {}
-        for sha in ids:
-            if sha in self.spill or sha in self.saved:
-                out[sha] = self.get(sha)
-        return out
+        present = [sha for sha in ids if sha in self.spill or sha in self.saved]
+        return dict(zip(present, parallel_map(self.get, present)))
 
     def copy_to(self, path: str | Path) -> dict[str, tuple[int, int]]:
         toc = self.saved.copy_to(path)

@@ -24,16 +24,14 @@ signals, which are reported but do not reorder them.  Either mode reports
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
-
-import os
 
 from pictrace.core import transforms
 from pictrace.core.align import dihedral_of
 from pictrace.core.candidates import Candidate
 from pictrace.core.features import ImageFeatures
+from pictrace.core.parallel import WORKERS, parallel_map
 from pictrace.core.scoring import (
     ORB_MIN_KEYPOINTS,
     Match,
@@ -51,7 +49,6 @@ from pictrace.core.scoring import (
 
 RANKINGS = ("default", "seed")
 MODES = ("default", "similar")
-_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="pictrace-rerank")
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def _copies(query: Query, work: list, k: int, ranking: str, cascade: bool) -> tu
     best: list[Match] = []
     full = 0
     # SSIM runs in rounds as wide as the thread pool; the stop is checked between rounds.
-    step = max(1, _POOL._max_workers)
+    step = max(1, WORKERS)
     for start in range(0, len(cheap), step):
         if cascade and len(best) >= k and best[k - 1].score >= cheap[start].bound:
             break
@@ -185,6 +182,4 @@ def _full(query: Query, c: _Cheap) -> Match:
     return _match(c.features.sha256, s, c.orb, c.hist, transforms.name(transforms.inverse(orientation)), {})
 
 
-def _map(fn, items: list) -> list:
-    # OpenCV and numpy release the GIL, so candidates score in parallel threads.
-    return list(_POOL.map(fn, items)) if len(items) > 1 else [fn(i) for i in items]
+_map = parallel_map
