@@ -168,5 +168,6 @@ def test_a_name_with_a_folder_in_it_is_kept(pictrace, stack, tmp_path, empty_cat
     assert record["name"] == "drops/moon.jpg"
     assert pictrace("export", str(tmp_path / "backup")).code == 0
     empty_catalog.delete(record["id"])
+    stack.sync_notifications()  # the stack forgets the dropped key, so a later drop of it is news again
     assert pictrace("import", str(tmp_path / "backup")).code == 0
     assert [r["name"] for r in records(stack).values()] == ["drops/moon.jpg"]
