@@ -190,11 +190,14 @@ def test_bucket_events_route_by_prefix_without_self_triggering() -> None:
     }
 
 
-def test_pack_function_runs_every_minute() -> None:
+def test_pack_function_runs_every_minute_and_the_duplicates_scan_daily() -> None:
     resources = translate("false")
-    rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
-    assert [r["Properties"]["ScheduleExpression"] for r in rules] == ["rate(1 minute)"]
-    assert rules[0]["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["PackFunction", "Arn"]}
+    rules = {
+        r["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]: r["Properties"]["ScheduleExpression"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Events::Rule"
+    }
+    assert rules == {"PackFunction": "rate(1 minute)", "DuplicatesFunction": "rate(1 day)"}
 
 
 # --- the build itself --------------------------------------------------------
