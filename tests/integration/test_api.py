@@ -33,8 +33,8 @@ def test_added_images_are_searchable_at_once(api, empty_catalog):
     assert reply.status == 200
     top = reply.body["results"][0]
     assert top["id"] == ids["rocket"] and top["transform"] == "mirror"
-    assert set(top["scores"]) == {"ssim", "orb", "hist"}
-    assert top["score"] == pytest.approx(sum(top["scores"].values()) / 3, abs=1e-5)
+    assert set(top["scores"]) == {"ssim", "orb", "hist", "semantic"}
+    assert top["score"] == pytest.approx(sum(top["scores"][s] for s in ("ssim", "orb", "hist")) / 3, abs=1e-5)
     assert reply.body["query"]["s3_key"].startswith("queries/")
     assert len(reply.body["results"]) == 2
 

@@ -36,8 +36,8 @@ def test_two_uploaded_files_give_the_signals_of_a_search(api, empty_catalog):
     assert reply.status == 200, reply.body
     r = reply.body
     assert r["transform"] == "mirror" and r["score"] > 0.6
-    assert set(r["scores"]) == {"ssim", "orb", "hist"}
-    assert r["score"] == pytest.approx(sum(r["scores"].values()) / 3, abs=1e-5)
+    assert set(r["scores"]) == {"ssim", "orb", "hist", "semantic"} and r["scores"]["semantic"] > 0.8
+    assert r["score"] == pytest.approx(sum(r["scores"][s] for s in ("ssim", "orb", "hist")) / 3, abs=1e-5)
     kp = r["keypoints"]
     assert kp["mirrored"] is True and kp["count"] > 50
     assert kp["shown"] == len(kp["pairs"]) == min(kp["count"], 200)
