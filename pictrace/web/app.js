@@ -773,7 +773,7 @@ async function showDuplicates(reset) {
   list.setAttribute("aria-busy", "true");
   try {
     let page = await Api.duplicates({ minScore: dupes.minScore, cursor: reset ? null : dupes.cursor });
-    if (reset && !page.scan && page.job.state === "none") page = await scanAndWait();
+    if (reset && !page.scan) page = await scanAndWait(); // never scanned: run one (or join the one running)
     if (reset) list.replaceChildren();
     const first = list.children.length + 1;
     list.append(...page.groups.map((g, i) => dupeGroup(g, first + i)));

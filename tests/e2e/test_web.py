@@ -748,7 +748,7 @@ def test_duplicate_groups_are_shown_with_their_thumbnails(stack, seeded, page, t
     h, w = img.shape[:2]
     body, ctype = multipart("coffee-copy.jpg", jpeg(img[h // 16 : h - h // 16, w // 20 :], 50))
     copy_id = Client(stack.api_url).post("/images", body, ctype).body["ids"][0]
-    stack.store.delete("index/duplicates/groups.json")  # no scan yet: the first look runs one
+    stack.store.delete("index/duplicates/groups.json")  # no scan stored (whatever the status says): the first look runs one
     open_page(page, stack, "/#catalog")
     page.fill("#dupes-min", "0.6")
     page.click("#dupes-form button[type=submit]")
