@@ -84,3 +84,24 @@ def test_an_index_of_an_earlier_format_is_a_409_naming_reindex(packed):
     with pytest.raises(OutdatedIndex, match="pictrace reindex") as caught:
         find(catalog, store, "coffee")
     assert caught.value.status == 409
+
+
+def test_packing_leaves_a_damaged_manifest_alone_and_reindex_repairs_it(packed):
+    from pictrace.catalog.reindex import reindex
+    from pictrace.errors import CorruptShard
+
+    store, catalog, ids = packed
+    store.put(layout.MANIFEST, b"{not json")
+    added = catalog.add(jpeg(sample_bgr("chelsea")), name="chelsea").record.id
+    # Packing cannot know what is packed: it refuses, naming the object, and writes nothing.
+    before = store.list_etags("index/")
+    with pytest.raises(CorruptShard) as caught:
+        pack(store, 3, 0.0)
+    assert caught.value.details["object"] == layout.MANIFEST
+    assert store.list_etags("index/") == before
+    # The new image is searchable meanwhile, from its pending row.
+    assert find(catalog, store, "chelsea")["results"][0]["id"] == added
+    reindex(catalog)
+    body = search(catalog, InProcess(store), jpeg(sample_bgr("rocket")), k=10)
+    assert body["partial"] is False and body["results"][0]["id"] == ids["rocket"]
+    assert {r["id"] for r in body["results"]} == {*ids.values(), added}
