@@ -32,11 +32,17 @@ def _box(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SSIMStats:
-    """Per-image local means needed by SSIM, computed once and reused."""
+    """Per-image local statistics needed by SSIM, computed once and reused.
+
+    What depends on one image only is kept ready for :func:`ssim_from_stats`,
+    which a rerank calls thousands of times: the local mean, its square plus
+    half of C1, and the local variance plus half of C2.
+    """
 
     img: np.ndarray  # float32
     mean: np.ndarray
-    sq_mean: np.ndarray
+    mean_sq_c1: np.ndarray  # mean**2 + C1 / 2
+    var_c2: np.ndarray  # sample variance + C2 / 2
 
 
 def ssim_stats(gray: np.ndarray) -> SSIMStats:
@@ -44,22 +50,28 @@ def ssim_stats(gray: np.ndarray) -> SSIMStats:
     if gray.ndim != 2:
         raise ValueError("SSIM needs a 2-D grayscale image")
     img = gray.astype(np.float32)
-    return SSIMStats(img=img, mean=_box(img), sq_mean=_box(img * img))
+    mean = _box(img)
+    mean_sq = cv2.multiply(mean, mean)
+    var = cv2.subtract(_box(cv2.multiply(img, img)), mean_sq)
+    return SSIMStats(
+        img=img,
+        mean=mean,
+        mean_sq_c1=cv2.add(mean_sq, _C1 / 2),
+        var_c2=cv2.addWeighted(var, _COV_NORM, var, 0.0, _C2 / 2),
+    )
 
 
 def ssim_from_stats(a: SSIMStats, b: SSIMStats) -> float:
     """Mean SSIM of two images of the same shape from their statistics."""
     if a.img.shape != b.img.shape:
         raise ValueError(f"SSIM needs equal shapes, got {a.img.shape} and {b.img.shape}")
-    ux, uy = a.mean, b.mean
-    uxy = _box(a.img * b.img)
-    vx = _COV_NORM * (a.sq_mean - ux * ux)
-    vy = _COV_NORM * (b.sq_mean - uy * uy)
-    vxy = _COV_NORM * (uxy - ux * uy)
-    num = (2 * ux * uy + _C1) * (2 * vxy + _C2)
-    den = (ux * ux + uy * uy + _C1) * (vx + vy + _C2)
-    s = num / den
-    return float(s[_PAD:-_PAD, _PAD:-_PAD].mean(dtype=np.float64))
+    # OpenCV's element-wise operations: one vectorised pass each, no temporaries.
+    uxuy = cv2.multiply(a.mean, b.mean)
+    cov = cv2.subtract(_box(cv2.multiply(a.img, b.img)), uxuy)
+    num = cv2.multiply(cv2.addWeighted(uxuy, 2.0, uxuy, 0.0, _C1), cv2.addWeighted(cov, 2 * _COV_NORM, cov, 0.0, _C2))
+    den = cv2.multiply(cv2.add(a.mean_sq_c1, b.mean_sq_c1), cv2.add(a.var_c2, b.var_c2))
+    s = cv2.divide(num, den)
+    return float(cv2.mean(s[_PAD:-_PAD, _PAD:-_PAD])[0])
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
