@@ -46,7 +46,7 @@ def test_an_unrelated_search_above_a_threshold_says_no_similar_image(pictrace, t
     assert result.out.splitlines() == ["no similar image (none scores at least 0.5)"]
     assert json.loads(pictrace("search", str(moon), "--min-score", "0.5", "--json").out)["results"] == []
     found = pictrace("search", str(write_jpeg(tmp_path / "q.jpg", edited("rocket"))), "--min-score", "0.5")
-    assert [row.split()[6] for row in found.out.splitlines()[1:]] == ["rocket.jpg"]
+    assert [row.split()[7] for row in found.out.splitlines()[1:]] == ["rocket.jpg"]
 
 
 def test_similar_leaves_the_image_out(pictrace, tmp_path, empty_catalog):
@@ -56,8 +56,8 @@ def test_similar_leaves_the_image_out(pictrace, tmp_path, empty_catalog):
     result = pictrace("similar", ids["chelsea.jpg"], "-k", "3")
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()
-    assert header.split()[-2:] == ["name", "id"]
-    assert [r.split()[6] for r in rows][0] == "cat-copy.jpg" and len(rows) == 3
+    assert header.split()[-3:] == ["name", "id", "label"]
+    assert [r.split()[7] for r in rows][0] == "cat-copy.jpg" and len(rows) == 3
     assert ids["chelsea.jpg"][:12] not in result.out
     close = pictrace("similar", ids["coffee.jpg"], "--min-score", "0.6")
     assert close.out.splitlines() == ["no similar image (none scores at least 0.6)"]

@@ -62,7 +62,7 @@ def test_serve_once_seeds_the_demo_and_finds_coffee_first():
     lines = out.splitlines()
     header = lines.index(next(line for line in lines if line.split()[:2] == ["rank", "score"]))
     first = lines[header + 1].split()
-    assert first[0] == "1" and first[6] == "coffee.png"
+    assert first[0] == "1" and first[7] == "coffee.png"
     assert float(first[1]) > float(lines[header + 2].split()[1])
     assert f"web page: http://127.0.0.1:{port}/" in lines
     assert re.search(r"demo catalog: added \d+ ", err)
@@ -114,7 +114,7 @@ def test_allow_private_urls_lets_add_take_every_image_of_a_loopback_page(run, si
         assert lines[3] == "added 2, duplicates 1, failed 1"
         assert lines[4].startswith(f"  failed {base}/img/gone.jpg: fetch_failed: ")
         found = run("search", f"{base}/img/coins.png", "-k", "1", api=url)
-        assert found.code == 0 and found.out.splitlines()[1].split()[6] == "coins.png"
+        assert found.code == 0 and found.out.splitlines()[1].split()[7] == "coins.png"
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
