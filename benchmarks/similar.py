@@ -161,6 +161,7 @@ def copy_shortlist(index: LocalIndex, ids: list[str], items, per_source: int = 4
     """
     from benchmarks.transforms import FAMILIES, make_query
     from pictrace.api import candidate_query, prepare_query
+    from pictrace.core.decode import decode
     from pictrace.core.candidates import DEFAULT_PER_SIGNAL, candidates, shortlist
 
     photos = [i for i, (_, p) in enumerate(items) if not p.name.startswith("dataset-fashion-mnist-")][:per_source]
@@ -169,7 +170,8 @@ def copy_shortlist(index: LocalIndex, ids: list[str], items, per_source: int = 4
     for family in FAMILIES:
         default = semantic = only = n = 0
         for k, i in enumerate(photos):
-            bgr = cv2.imread(str(items[i][1]), cv2.IMREAD_COLOR)
+            # PicTrace's decoder, as ingest saw the photo (it flattens transparency on white; imread would not).
+            bgr = decode(items[i][1].read_bytes())
             q = prepare_query(make_query(bgr, family, items[i][1].name, k, 0).data)
             cq = candidate_query(q)
             found = [c for p in parts for c in candidates(cq, p)]
