@@ -1,16 +1,17 @@
 """Index partitions: the compact rows of many images, what phase 1 of a search reads.
 
-A partition is a NumPy ``.npz`` archive (loaded with ``allow_pickle=False``,
-so reading one never runs code) holding, row-aligned:
+A partition is a :mod:`pictrace.core.arrays` container (plain numeric
+arrays, never unpickled) holding, row-aligned:
 
 * ``ids``    - (n, 32) uint8, the sha256 of each image
 * ``layout`` - (n, 256) int8, 16x16 layouts (:func:`pictrace.core.compact.layout_vector`)
 * ``colour`` - (n, 64) uint8, 4x4x4 colour histograms of square roots
 * ``semantic`` - (n, 96) int8, looks-like codes (zeros: none)
-* ``word_low`` / ``word_buckets`` / ``word_rows`` - the inverted index:
-  every stored visual word in sorted order, as its low 16 bits (uint16)
-  and, per value of its high bits, how many words have it (1,024 uint32),
-  and the row holding each word (uint16): 4 bytes a word
+* ``word_low`` / ``word_high`` / ``word_counts`` / ``word_rows`` - the
+  inverted index: every stored visual word in sorted order as its low 16
+  bits (uint16), the distinct values of the high bits with how many words
+  have each (uint16, uint32: at most 1,024 of them), and the row holding
+  each word (uint16): 4 bytes a word
 * ``tags`` / ``tag_rows`` - the same for filter tokens (uint32, uint16)
 * ``header`` - JSON: format name and version
 
@@ -30,6 +31,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from pictrace.core import arrays as container
 from pictrace.core.compact import COLOUR_BINS, LAYOUT_SIDE, SEMANTIC_DIMS, WORD_BITS, WORD_TABLES, IndexRow
 from pictrace.errors import CorruptShard, OutdatedIndex
 
@@ -178,23 +180,24 @@ class Partition:
         header = {"format": PARTITION_FORMAT, "version": PARTITION_VERSION}
         if nonce:
             header["nonce"] = nonce
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
-            ids=self.ids,
-            layout=self.layout,
-            colour=self.colour,
-            semantic=self.semantic,
-            # Sorted words share their high bits in long runs: a count per run
-            # and the low half of each word store them in 2 bytes, not 4.
-            word_low=(self.words & 0xFFFF).astype(np.uint16),
-            word_buckets=np.bincount(self.words >> _LOW_BITS, minlength=_BUCKETS).astype(np.uint32),
-            word_rows=self.word_rows,
-            tags=self.tags,
-            tag_rows=self.tag_rows,
+        # Sorted words share their high bits in long runs: a count per run
+        # and the low half of each word store them in 2 bytes, not 4.
+        high, counts = np.unique(self.words >> np.uint32(_LOW_BITS), return_counts=True)
+        return container.pack(
+            {
+                "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                "ids": self.ids,
+                "layout": self.layout,
+                "colour": self.colour,
+                "semantic": self.semantic,
+                "word_low": (self.words & np.uint32(0xFFFF)).astype(np.uint16),
+                "word_high": high.astype(np.uint16),
+                "word_counts": counts.astype(np.uint32),
+                "word_rows": self.word_rows,
+                "tags": self.tags,
+                "tag_rows": self.tag_rows,
+            }
         )
-        return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Partition":
@@ -203,7 +206,7 @@ class Partition:
         _check_header(arrays)
         try:
             ids, lay, col = arrays["ids"], arrays["layout"], arrays["colour"]
-            low, buckets, rows = arrays["word_low"], arrays["word_buckets"], arrays["word_rows"]
+            low, high, counts, rows = arrays["word_low"], arrays["word_high"], arrays["word_counts"], arrays["word_rows"]
             sem, tags, tag_rows = arrays["semantic"], arrays["tags"], arrays["tag_rows"]
         except KeyError as exc:
             raise CorruptShard(f"partition lacks {exc.args[0]!r}") from None
@@ -211,12 +214,16 @@ class Partition:
         if (
             low.dtype != np.uint16
             or low.ndim != 1
-            or buckets.dtype != np.uint32
-            or buckets.shape != (_BUCKETS,)
-            or int(buckets.sum(dtype=np.int64)) != len(low)
+            or high.dtype != np.uint16
+            or high.ndim != 1
+            or counts.dtype != np.uint32
+            or counts.shape != high.shape
+            or int(counts.sum(dtype=np.int64)) != len(low)
+            or (len(high) and int(high[-1]) >= _BUCKETS)
+            or (np.diff(high.astype(np.int64)) <= 0).any()
         ):
             raise CorruptShard("partition words are malformed")
-        words = (np.repeat(np.arange(_BUCKETS, dtype=np.uint32), buckets) << np.uint32(_LOW_BITS)) | low
+        words = (np.repeat(high.astype(np.uint32), counts) << np.uint32(_LOW_BITS)) | low
         if (
             ids.dtype != np.uint8
             or ids.shape != (n, 32)
@@ -275,7 +282,9 @@ def _unit(values: np.ndarray) -> np.ndarray:
 
 
 def _load(data: bytes) -> dict[str, np.ndarray]:
-    try:
+    if container.is_container(data):
+        return container.unpack(data, "partition")
+    try:  # an .npz: partitions and shards of earlier versions
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except Exception as exc:  # numpy raises many types for foreign bytes
