@@ -130,12 +130,14 @@ def similar_images(image_id: str) -> dict:
     s = services()
     k = int_param(router, "k", s.config.default_k, 1, s.config.max_k)
     ranking = router.current_event.get_query_string_value("ranking", "default")
+    mode = router.current_event.get_query_string_value("mode", "default")  # "similar": looks-like
     threshold = min_score(router)
     wanted = search_filter(router)
     record = s.catalog.get(image_id)
     data = s.store.get(record.key, max_bytes=s.config.max_image_bytes)
     result = run_search(
-        s.catalog, s.invoker, data, k=k, ranking=ranking, exclude=[record.id], min_score=threshold, filter=wanted
+        s.catalog, s.invoker, data, k=k, ranking=ranking, mode=mode, exclude=[record.id], min_score=threshold,
+        filter=wanted,
     )
     return {"image": {**record.public(), **s.catalog.urls(record)}, **result}
 

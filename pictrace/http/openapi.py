@@ -147,7 +147,7 @@ OPERATIONS: dict[tuple[str, str], tuple[list[dict], dict | None, tuple[int, ...]
     ("/images/{image_id}", "patch"): ([], _PATCH_BODY, (400, 403, 404, 409, 413)),
     ("/images/{image_id}", "get"): ([], None, (403, 404, 409)),
     ("/images/{image_id}", "delete"): ([], None, (403, 404)),
-    ("/images/{image_id}/similar", "get"): ([K, RANKING, MIN_SCORE, FILTER], None, (400, 403, 404, 502)),
+    ("/images/{image_id}/similar", "get"): ([K, RANKING, MODE, MIN_SCORE, FILTER], None, (400, 403, 404, 502, 503)),
     ("/images/{image_id}/matches", "get"): (
         [_query("query", "string", "sha256 of an earlier search's query")],
         None,

@@ -157,8 +157,8 @@ const Api = {
   health: () => request("health"),
   search: (body, { k, ranking, minScore, filter, mode, onUpload, signal }) =>
     request(`search?${searchParams({ k, ranking, minScore, filter, mode })}`, { method: "POST", ...body, onUpload, signal }),
-  similar: (id, { k, ranking, minScore, filter, signal }) =>
-    request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore, filter })}`, { signal }),
+  similar: (id, { k, ranking, minScore, filter, mode, signal }) =>
+    request(`images/${encodeURIComponent(id)}/similar?${searchParams({ k, ranking, minScore, filter, mode })}`, { signal }),
   compare: (body, { signal } = {}) => request("compare", { method: "POST", ...body, signal }),
   addImages: (body, { onUpload, signal, meta } = {}) =>
     request(meta ? `images?meta=${encodeURIComponent(meta)}` : "images", { method: "POST", ...body, onUpload, signal }),

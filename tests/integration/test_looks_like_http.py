@@ -57,3 +57,12 @@ def test_a_bad_mode_is_a_400(api, catalog):
     reply = api.post("/search?mode=dreamy", jpeg(sample_bgr("coffee")), "image/jpeg")
     assert reply.status == 400 and "mode" in reply.body["message"]
 
+
+
+def test_more_like_a_catalog_image_in_similar_mode(api, catalog):
+    chelsea = add(api, "chelsea")
+    reply = api.get(f"/images/{chelsea}/similar?mode=similar&k=2")
+    assert reply.status == 200, reply.body
+    assert reply.body["mode"] == "similar" and reply.body["results"][0]["id"] == catalog["cat"]
+    assert chelsea not in [r["id"] for r in reply.body["results"]]
+    assert api.get(f"/images/{chelsea}/similar?mode=dreamy").status == 400

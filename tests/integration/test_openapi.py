@@ -29,7 +29,7 @@ def test_openapi_describes_every_route_with_its_parameters_and_errors(api):
     assert {p["name"] for p in search["parameters"]} == {"k", "ranking", "mode", "min_score", "filter"}
     assert set(search["requestBody"]["content"]) == {"image/*", "multipart/form-data", "application/json"}
     similar = spec["paths"]["/images/{image_id}/similar"]["get"]
-    assert {p["name"] for p in similar["parameters"]} == {"image_id", "k", "ranking", "min_score", "filter"}
+    assert {p["name"] for p in similar["parameters"]} == {"image_id", "k", "ranking", "mode", "min_score", "filter"}
     assert {p["name"] for p in spec["paths"]["/images"]["get"]["parameters"]} == {"limit", "cursor", "filter"}
     assert spec["paths"]["/images/{image_id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["meta"]
     assert set(spec["paths"]["/compare"]["post"]["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
