@@ -108,6 +108,7 @@ class ImageFeatures:
             + self.descriptors.nbytes
             + self.hist_index.nbytes
             + self.hist_value.nbytes
+            + (0 if self.embedding is None else self.embedding.nbytes)
         )
 
     def to_bytes(self) -> bytes:
