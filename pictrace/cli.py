@@ -229,11 +229,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 answer = demo.run(Client(stack.api_url, api_key=args.api_key), log=note, fresh=stack.fresh)
                 if answer is not None:
                     print(results_table(answer), flush=True)
-            print(f"web page: {stack.api_url}/", flush=True)
-            if not args.once:
+            if args.once:
+                print(f"web page: {stack.api_url}/", flush=True)
+                return OK
+            serve.catch_stop_signals()
+            try:
+                print(f"web page: {stack.api_url}/", flush=True)
                 note("serving; press Ctrl-C to stop")
                 serve.wait()
-                note("stopped")
+            except KeyboardInterrupt:
+                pass  # a stop signal before the wait began
+            note("stopped")
     except serve.CannotServe as exc:
         raise CliError(str(exc)) from None
     return OK

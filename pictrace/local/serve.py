@@ -135,13 +135,22 @@ def _abandon(stack: LocalStack) -> None:
                 server.stop()
 
 
+def catch_stop_signals() -> None:
+    """Make Ctrl-C and SIGTERM raise KeyboardInterrupt from now on (main thread only).
+
+    A process started in the background by a shell without job control
+    inherits SIGINT ignored; "press Ctrl-C to stop" must hold anyway.  Called
+    before the stack announces its address: a signal sent as soon as the
+    address is read must not find it still ignored.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def wait() -> None:
     """Block until Ctrl-C or SIGTERM; both return normally."""
-    if threading.current_thread() is threading.main_thread():
-        # A process started in the background by a shell without job control
-        # inherits SIGINT ignored; "press Ctrl-C to stop" must hold anyway.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    catch_stop_signals()
     try:
         while True:
             # Short naps: the kernel may hand the signal to another thread, and Python
