@@ -1,9 +1,9 @@
 """Peak memory of scoring one batch, measured in a fresh process.
 
-``python -m benchmarks.memprobe shard DIR RANKING`` scores the query in
-``DIR/query.npz`` against the shard in ``DIR/shard.npz``, reading detail
-features from ``DIR/details/<id>.npz`` only when asked for them, as the
-scoring function does with S3. ``python -m benchmarks.memprobe localindex DIR
+``python -m benchmarks.memprobe partition DIR RANKING`` runs both phases of
+the query in ``DIR/query.npz`` against the partition in ``DIR/partition.bin``,
+reading detail features from ``DIR/details/<id>.npz`` only for the
+shortlist, as the scoring function does with S3. ``python -m benchmarks.memprobe localindex DIR
 RANKING`` instead holds every image's features in a LocalIndex. An optional
 last argument is a directory to import pictrace from (the run's frozen copy).
 Prints one JSON line.
@@ -39,8 +39,10 @@ def probe(mode: str, root: Path, ranking: str) -> dict:
     """Load the batch, score the query once untraced and once under tracemalloc."""
     from pictrace.api import LocalIndex
     from pictrace.core.features import ImageFeatures
-    from pictrace.core.scoring import Query, score_shard
-    from pictrace.core.shard import Shard
+    from pictrace.core.candidates import candidates, query_side, shortlist
+    from pictrace.core.partition import Partition
+    from pictrace.core.rerank import rerank
+    from pictrace.core.scoring import Query
 
     after_imports = _rss_mb()
     query = Query(features=ImageFeatures.from_bytes((root / "query.npz").read_bytes()))
@@ -49,12 +51,13 @@ def probe(mode: str, root: Path, ranking: str) -> dict:
     def load(ids):
         return {i: ImageFeatures.from_bytes((details / f"{i}.npz").read_bytes()) for i in ids}
 
-    if mode == "shard":
-        shard = Shard.from_bytes((root / "shard.npz").read_bytes())
-        n = len(shard)
+    if mode == "partition":
+        partition = Partition.from_bytes((root / "partition.bin").read_bytes())
+        n = len(partition)
 
         def run():
-            return score_shard(query, shard, load, k=5, ranking=ranking)
+            short = shortlist(candidates(query_side(query), partition), 32)
+            return rerank(query, short, load(c.id for c in short), k=5, ranking=ranking)
     else:
         index = LocalIndex()
         for path in sorted(details.glob("*.npz")):

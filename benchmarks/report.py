@@ -58,7 +58,7 @@ def targets(results: dict) -> list[dict]:
         "measured": f"{ing['images_per_s']:.1f} images/s ({ing['images']} images, median {ing['megapixels_median']:.1f} MP)",
         "pass": ing["images_per_s"] >= INGEST_TARGET,
     })
-    mem = results["memory"]["shard_default"]
+    mem = results["memory"]["partition_default"]
     out.append({
         "target": f"peak memory scoring a {mem['images']}-image batch <= 1 GB",
         "measured": f"{mem['peak_rss_mb']:.0f} MiB peak RSS of the whole process "
@@ -257,8 +257,8 @@ def render(results: dict) -> str:
           f"({ing['single_process_median_s'] * 1e3:.0f} ms wall, {ing['single_process_cpu_median_s'] * 1e3:.0f} ms CPU "
           f"per image in one process; load average {ing['load_average_before']:.1f} when it started).", ""]
 
-    L += ["## Memory", "", "Peak RSS of a fresh process (`python -m benchmarks.memprobe`). `shard` reads the index part "
-          "as one shard file and detail files only for candidates it asks for, as the scoring function does; "
+    L += ["## Memory", "", "Peak RSS of a fresh process (`python -m benchmarks.memprobe`). `partition` runs both phases "
+          "over one partition file and reads detail files only for the shortlist, as the scoring functions do; "
           "`localindex` keeps every image's features in memory.", "",
           "| mode | ranking | images | peak RSS: imports | loading | overall | +while scoring | traced scoring peak | time |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -268,10 +268,10 @@ def render(results: dict) -> str:
                  f"{v['traced_scoring_peak_mb']:.0f} MiB | {v['seconds']:.2f} s |")
 
     st, sd = results["storage"], results["storage_distractors"]
-    L += ["", "## Storage per image", "", "| images | index part (in memory) | detail part (in memory) | features file (compressed) | shard bytes per image |",
+    L += ["", "## Storage per image", "", "| images | index part (in memory) | detail part (in memory) | features file (compressed) | partition bytes per image |",
           "|---|---|---|---|---|",
           f"| real catalog ({st['images']}) | {st['index_bytes_median']:,.0f} B | {st['detail_bytes_median']:,.0f} B | "
-          f"{st['features_file_bytes_median']:,.0f} B | {st['shard_bytes_per_image']:,.0f} B |",
+          f"{st['features_file_bytes_median']:,.0f} B | {st['partition_bytes_per_image']:,.0f} B |",
           f"| distractors ({sd['images']}) | {sd['index_bytes_median']:,.0f} B | {sd['detail_bytes_median']:,.0f} B | "
           f"{sd['features_file_bytes_median']:,.0f} B | |", ""]
     return "\n".join(L) + "\n"

@@ -277,15 +277,15 @@ class Benchmark:
         first_query = self.query_blobs[self._ordered_query_names()[0]]
         timing.write_memory_fixture(root, batch, first_query)
         mem = {}
-        for mode, ranking in (("shard", "default"), ("shard", "seed"), ("localindex", "default")):
+        for mode, ranking in (("partition", "default"), ("partition", "seed"), ("localindex", "default")):
             mem[f"{mode}_{ranking}"] = timing.memory_probe(root, mode, ranking)
         self.results["memory"] = mem
         self.results["storage"] = timing.storage(self.cat_batch)
         d = self.distractors
         self.results["storage_distractors"] = timing.storage(Batch(d.names[:1000], d.blobs[:1000], d.seconds[:1000]))
-        self.results["storage"]["shard_bytes_per_image"] = (root / "shard.npz").stat().st_size / len(batch)
+        self.results["storage"]["partition_bytes_per_image"] = (root / "partition.bin").stat().st_size / len(batch)
         self.results["storage_distractors"]["extract_seconds_median"] = median(d.seconds) if d.seconds else None
-        log(f"  shard scoring peak RSS {mem['shard_default']['peak_rss_mb']:.0f} MiB")
+        log(f"  partition scoring peak RSS {mem['partition_default']['peak_rss_mb']:.0f} MiB")
 
     # ---- wrap-up ----------------------------------------------------------
     def summarise(self) -> None:

@@ -166,8 +166,9 @@ def storage(batch: Batch) -> dict[str, float]:
 
 
 def write_memory_fixture(root: Path, batch: Batch, query_blob: bytes) -> None:
-    """Lay out a shard, per-image detail files and a query for :mod:`benchmarks.memprobe`."""
-    from pictrace.core.shard import Shard
+    """Lay out a partition, per-image detail files and a query for :mod:`benchmarks.memprobe`."""
+    from pictrace.core.compact import index_row
+    from pictrace.core.partition import Partition
 
     marker = root / f".done-{len(batch)}"
     if marker.exists():
@@ -178,8 +179,8 @@ def write_memory_fixture(root: Path, batch: Batch, query_blob: bytes) -> None:
     for name, blob in zip(batch.names, batch.blobs):
         f = engine.load_features(blob)
         (details / f"{f.sha256}.npz").write_bytes(blob)
-        feats.append((f, {"name": name}))
-    (root / "shard.npz").write_bytes(Shard.build(feats).to_bytes())
+        feats.append(index_row(f))
+    (root / "partition.bin").write_bytes(Partition.build(feats).to_bytes())
     (root / "query.npz").write_bytes(query_blob)
     marker.touch()
 
