@@ -31,7 +31,8 @@ from pictrace.errors import InvalidFilter, InvalidMeta, MetaTooLarge
 MAX_META_BYTES = 4096
 MAX_META_DEPTH = 4
 MAX_FIELD_CHARS = 64
-MAX_TAGS = 10
+# Seven of an index row's ten tags; the other three are the image's labels.
+MAX_TAGS = 7
 MAX_FILTER_FIELDS = 10
 MAX_FILTER_VALUES = 100  # over all of a filter's fields
 MAX_FILTER_BYTES = 4096

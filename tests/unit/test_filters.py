@@ -47,8 +47,8 @@ def test_filterable_values_are_top_level_strings_and_strings_of_lists():
         ({"x" * 65: "x"}, "characters"),
         ({"a\nb": "x"}, "control"),
         ({"n": float("nan")}, "finite"),
-        ({f"f{i}": "v" for i in range(11)}, "filterable"),
-        ({"tags": [f"t{i}" for i in range(11)]}, "filterable"),
+        ({f"f{i}": "v" for i in range(8)}, "filterable"),
+        ({"tags": [f"t{i}" for i in range(8)]}, "filterable"),
     ],
 )
 def test_bad_meta_is_refused_with_a_reason(bad, word):
@@ -59,7 +59,7 @@ def test_bad_meta_is_refused_with_a_reason(bad, word):
 
 def test_meta_nested_four_levels_and_ten_tags_is_the_most_allowed():
     check_meta({"a": {"b": {"c": [1]}}})
-    check_meta({f"f{i}": "v" for i in range(10)} | {"n": 1, "deep": {"x": "not a tag"}})
+    check_meta({f"f{i}": "v" for i in range(7)} | {"n": 1, "deep": {"x": "not a tag"}})
 
 
 def test_meta_above_its_byte_bound_is_a_413():
@@ -225,3 +225,11 @@ def test_a_partition_of_some_rows_keeps_their_words_tags_and_codes(tagged_partit
         for name in ("layout", "colour", "words", "semantic", "tags"):
             assert np.array_equal(getattr(mine, name), getattr(theirs, name)), name
     assert Partition.from_bytes(part.to_bytes()).id_list() == part.id_list()
+
+
+def test_meta_leaves_room_for_every_label_in_the_row():
+    from pictrace.core import compact
+    from pictrace.core.features import STORED_LABELS
+    from pictrace.core.filters import MAX_TAGS
+
+    assert MAX_TAGS + STORED_LABELS <= compact.MAX_ROW_TAGS
