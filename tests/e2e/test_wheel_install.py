@@ -1,9 +1,12 @@
 """The wheel installed outside the repository runs ``pictrace serve``: add, search, restart.
 
 The wheel is built from the work tree and installed without dependencies
-into a fresh virtual environment that sees this interpreter's packages
-(``--system-site-packages``), so no network is needed beyond what the
-build backend itself needs.  Everything then runs from a folder outside the
+into a fresh virtual environment that sees this interpreter's packages (a
+``.pth`` line naming their folder: ``--system-site-packages`` would show
+the base interpreter's, not those of the virtual environment the tests run
+in), so no network is needed beyond what the build backend itself needs.
+The folder is added as a plain path, so the editable install of the
+repository that it holds is not loaded and the wheel's copy is imported.  Everything then runs from a folder outside the
 repository, with no ``PYTHONPATH``, so a file the wheel lacks fails the test.
 """
 
@@ -14,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -36,7 +40,9 @@ def venv(tmp_path_factory) -> Path:
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (root / "dist").glob("pictrace-*.whl")
     env_dir = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
+    (site,) = (env_dir / "lib").glob("python3*/site-packages")
+    (site / "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     installed = subprocess.run(
         [str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
         capture_output=True, text=True, timeout=300,

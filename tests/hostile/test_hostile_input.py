@@ -440,6 +440,7 @@ def expected_writes(body: dict, before: dict[str, str]) -> set[str]:
             record["key"],
             layout.by_key_key(record["key"]),
             layout.features_key(sha),
+            layout.thumb_key(sha),
             layout.record_key(sha),
             layout.pending_key(sha),
         }

@@ -236,7 +236,10 @@ def added(api: Client, stack, bucket, body: dict) -> Reply:
         expected = set()
         for record in reply.body["images"]:
             sha = record["id"]
-            expected |= {record["key"], layout.by_key_key(record["key"]), layout.features_key(sha), layout.record_key(sha), layout.pending_key(sha)}
+            expected |= {
+                record["key"], layout.by_key_key(record["key"]), layout.features_key(sha), layout.thumb_key(sha),
+                layout.record_key(sha), layout.pending_key(sha),
+            }
             if layout.tombstone_key(sha) in before:
                 expected.add(layout.tombstone_key(sha))
         assert changed_keys(before, bucket()) == expected
