@@ -1,8 +1,8 @@
 """The ``pictrace`` command line: a thin layer over :mod:`pictrace.client`.
 
 Commands: ``serve`` (the local stack, with a demo catalog), ``add``,
-``search``, ``similar``, ``compare``, ``list``, ``get``, ``delete``,
-``duplicates``, ``export`` and ``import``.  They
+``search``, ``similar``, ``compare``, ``list``, ``get``, ``meta``,
+``delete``, ``duplicates``, ``export`` and ``import``.  They
 talk to the API at ``--api`` (before or after the command; else
 ``PICTRACE_API_URL``, else http://127.0.0.1:8080), sending
 ``PICTRACE_API_KEY`` as ``X-Api-Key`` when it is set.  Output cut short by
@@ -367,6 +367,20 @@ def cmd_get(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_meta(args: argparse.Namespace) -> int:
+    """Print an image's meta, or replace it (``--set``) and print the new one."""
+    api = client(args)
+    record = api.get(args.id) if args.set is None else api.set_meta(args.id, args.set)
+    if args.json:
+        dump(record)
+    else:
+        # JSON, so the output can be edited and given back to --set as it is.
+        print(json.dumps(record.get("meta", {}), indent=2, ensure_ascii=False))
+    if args.set is not None:
+        note(f"replaced the meta of {short_id(record['id'])}")
+    return OK
+
+
 def groups_text(groups: Sequence[dict], first: int = 1) -> str:
     """Duplicate groups as blocks: a heading per group, then one line per image."""
     blocks = []
@@ -650,6 +664,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("id")
     get.add_argument("--json", action="store_true", help="print the API's JSON answer")
+
+    meta = _command(
+        subs, "meta", cmd_meta,
+        "Show one catalog image's meta (a JSON object), or replace the whole of it with --set.",
+        "pictrace meta 3f5a...e9\npictrace meta 3f5a...e9 --set '{\"tenant\": \"acme\", \"tags\": [\"logo\"]}'\n"
+        "pictrace meta 3f5a...e9 --set '{}'      # no meta at all",
+    )
+    meta.add_argument("id", metavar="ID")
+    meta.add_argument(
+        "--set", type=json_object, metavar="JSON",
+        help="the new meta, a JSON object that replaces the old one (its strings and lists of strings are what --filter matches)",
+    )
+    meta.add_argument("--json", action="store_true", help="print the API's JSON answer (the whole record)")
 
     delete = _command(subs, "delete", cmd_delete, "Delete catalog images by id.", "pictrace delete 3f5a...e9 77b0...1c")
     delete.add_argument("ids", nargs="+", metavar="ID")

@@ -24,7 +24,7 @@ def commands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_the_commands_are_the_documented_ones():
-    assert set(commands()) == {"serve", "add", "search", "similar", "compare", "list", "get", "delete", "reindex", "duplicates", "export", "import"}
+    assert set(commands()) == {"serve", "add", "search", "similar", "compare", "list", "get", "meta", "delete", "reindex", "duplicates", "export", "import"}
 
 
 @pytest.mark.parametrize("name", sorted(commands()))
@@ -70,6 +70,9 @@ def test_top_level_help_lists_commands_and_exit_codes(run):
         ["add", "-j", "0", "x.jpg"],
         ["list", "--limit", "0"],
         ["delete"],
+        ["meta"],
+        ["meta", "ab" * 32, "--set", "tenant=acme"],
+        ["meta", "ab" * 32, "--set", "[1]"],
         ["serve", "--port", "eighty"],
     ],
 )

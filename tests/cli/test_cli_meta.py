@@ -69,3 +69,40 @@ def test_the_client_sets_meta_and_sends_filters_in_every_body(stack, empty_catal
 
 def source_of(data: bytes) -> Source:
     return Source("<bytes>", data=data)
+
+
+def test_meta_shows_and_replaces_an_images_meta(pictrace, tmp_path, empty_catalog):
+    image = write_jpeg(tmp_path / "rocket.jpg", sample_bgr("rocket"))
+    image_id = json.loads(pictrace("add", str(image), "--meta", '{"tenant": "acme"}', "--json").out)["ids"][0]
+    shown = pictrace("meta", image_id)
+    assert shown.code == 0, shown.err
+    assert json.loads(shown.out) == {"tenant": "acme"}
+
+    replaced = pictrace("meta", image_id, "--set", '{"tenant": "globex", "tags": ["rocket"], "year": 2024}')
+    assert replaced.code == 0, replaced.err
+    assert json.loads(replaced.out) == {"tenant": "globex", "tags": ["rocket"], "year": 2024}
+    assert replaced.err_lines == [f"replaced the meta of {image_id[:12]}"]
+    # The whole object was replaced, and filters follow it at once.
+    assert json.loads(pictrace("meta", image_id, "--json").out)["meta"] == {"tenant": "globex", "tags": ["rocket"], "year": 2024}
+    assert [r["id"] for r in json.loads(pictrace("list", "--filter", '{"tags": "rocket"}', "--json").out)["images"]] == [image_id]
+    assert json.loads(pictrace("list", "--filter", '{"tenant": "acme"}', "--json").out)["images"] == []
+    # What it prints is what --set takes back.
+    assert pictrace("meta", image_id, "--set", shown.out).code == 0
+    assert json.loads(pictrace("meta", image_id).out) == {"tenant": "acme"}
+    cleared = pictrace("meta", image_id, "--set", "{}")
+    assert cleared.code == 0 and json.loads(cleared.out) == {}
+
+
+def test_meta_of_a_bad_id_or_with_bad_json_fails_in_one_line(pictrace, tmp_path, empty_catalog):
+    image = write_jpeg(tmp_path / "coins.jpg", sample_bgr("coins"))
+    image_id = json.loads(pictrace("add", str(image), "--meta", '{"tenant": "acme"}', "--json").out)["ids"][0]
+    for args in (("meta", "ab" * 32), ("meta", "not-an-id"), ("meta", "ab" * 32, "--set", '{"tenant": "x"}')):
+        result = pictrace(*args)
+        assert result.code == 1, args
+        assert len(result.err_lines) == 1 and result.err.startswith("pictrace: error: ") and result.out == "", args
+    bad_json = pictrace("meta", image_id, "--set", '{"tenant": ')
+    assert bad_json.code == 2 and len(bad_json.err_lines) == 1 and "JSON object" in bad_json.err
+    refused = pictrace("meta", image_id, "--set", json.dumps({"tags": [str(i) for i in range(11)]}))
+    assert refused.code == 1 and len(refused.err_lines) == 1 and "invalid_meta" in refused.err
+    # Nothing refused was stored.
+    assert json.loads(pictrace("meta", image_id).out) == {"tenant": "acme"}
