@@ -72,6 +72,7 @@ class LocalIndex:
         self._partitions: list[Partition] = []
         self._dirty = True
         self.last_work: Work | None = None
+        self.last_filter_dropped: int = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -156,7 +157,10 @@ class LocalIndex:
         :class:`pictrace.core.filters.Filter`) makes only images whose meta
         matches it candidates, so up to ``shortlist`` matching images are
         reranked however many better ones do not match.  What the rerank
-        did is left in :attr:`last_work`.
+        did is left in :attr:`last_work`, and in :attr:`last_filter_dropped`
+        how many shortlisted candidates the exact check of ``filter`` on
+        their meta dropped (phase 1 selects by 32-bit hashes of the values,
+        which may collide), as the HTTP answer's ``filter_dropped``.
         ``mode="similar"`` ranks by looks-like similarity (``Match.semantic``,
         also its ``score``) and raises ModelUnavailable without the
         embedding model; every match reports ``semantic`` either way.
@@ -169,11 +173,13 @@ class LocalIndex:
         skip = tuple(exclude)
         tags = wanted.tokens() if wanted else ()
         found = [c for p in self.partitions() for c in candidates(cq, p, per_signal=shortlist, mode=mode, exclude=skip, tags=tags)]
-        # Tokens are hashes: the metadata itself decides.
         short = merge_shortlist(found, shortlist, mode)
         details = self._details.get_many(c.id for c in short)
-        if wanted:  # the meta and the stored labels decide, not the hashed tags
-            short = [c for c in short if c.id in details and wanted.matches(self._filterable(c.id, details[c.id]))]
+        checked = short
+        if wanted:  # tokens are hashes: the meta and the stored labels decide, not the tags
+            checked = [c for c in short if c.id in details and wanted.matches(self._filterable(c.id, details[c.id]))]
+        self.last_filter_dropped = len(short) - len(checked)
+        short = checked
         matches, self.last_work = rerank(q, short, details, k=k, ranking=ranking, mode=mode)
         return [dataclasses.replace(m, meta=dict(self._metas.get(m.id, {}))) for m in matches if m.score >= min_score]
 

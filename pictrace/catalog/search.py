@@ -19,6 +19,9 @@ A ``filter`` travels with both phases: phase 1 restricts every signal's top
 list to rows whose tags match, so the shortlist holds matching images only
 (as many as exist, up to its size); phase 2 reads the candidates' records
 and drops any whose meta does not match exactly (a tag is a 32-bit hash).
+The answer's ``filter_dropped`` counts those drops, so a collision (or a
+meta changed while the search ran) shows instead of silently costing a
+result.
 """
 
 from __future__ import annotations
@@ -221,6 +224,8 @@ def search(
         "mode": mode,
         "min_score": min_score,
         "filter": filter.to_dict(),
+        # Candidates phase 1's hashed tokens let through that the exact check on their records dropped.
+        "filter_dropped": sum(int(a.get("unmatched", 0)) for a in good2),
         "results": [_result(catalog, rank, m) for rank, m in enumerate(merged, 1)],
         "counts": {
             "candidates": the_plan.candidates,

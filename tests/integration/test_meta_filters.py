@@ -80,6 +80,7 @@ def test_a_filtered_search_returns_k_matching_images_although_better_ones_do_not
     results = reply.body["results"]
     assert len(results) == 4 and all(r["meta"]["tenant"] == "b" for r in results)
     assert reply.body["filter"] == {"tenant": ["b"]}
+    assert reply.body["filter_dropped"] == 0  # no token collision: phase 1 let through matching images only
     # All five b images when k asks for more than exist.
     every = api.post(f"/search?k=10&filter={q({'tenant': 'b'})}", MIRRORED_COFFEE, "image/jpeg").body["results"]
     assert {r["id"] for r in every} == {tenants[n] for n, t in TENANT.items() if t == "b"}
@@ -264,6 +265,10 @@ def test_a_row_whose_tags_lie_never_yields_a_non_matching_result(api, stack, ten
     reply = api.post(f"/search?k=10&filter={q({'tenant': 'b'})}", MIRRORED_COFFEE, "image/jpeg")
     assert reply.status == 200, reply.body
     assert {r["id"] for r in reply.body["results"]} == {tenants[n] for n, t in TENANT.items() if t == "b"}
+    assert reply.body["filter_dropped"] == 1  # coffee, let through by its row and dropped by its record
+    similar = api.get(f"/images/{tenants['rocket']}/similar?k=10&filter={q({'tenant': 'b'})}")
+    assert similar.status == 200 and similar.body["filter_dropped"] == 1
+    assert tenants["coffee"] not in {r["id"] for r in similar.body["results"]}
 
 
 def test_the_scoring_function_applies_the_filter_its_events_carry(api, stack, tenants):

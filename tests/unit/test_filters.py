@@ -202,6 +202,35 @@ def test_local_index_drops_a_row_whose_tags_lie(features):
     assert coffee not in [h.id for h in index.search(query, k=10, filter={"tenant": "b"})]
 
 
+def test_local_index_counts_what_a_token_collision_let_through(monkeypatch, features):
+    """("tenant", "b") hashed to the token of ("tenant", "a"): phase 1 lets a's rows through, the exact check drops them."""
+    from pictrace.api import LocalIndex
+
+    a_names = ("coffee", "rocket")
+    query = jpeg(np.ascontiguousarray(sample_bgr("coffee")[:, ::-1]))
+    honest = LocalIndex()
+    for n in NAMES:
+        honest.add_features(features[n], {"tenant": "a" if n in a_names else "b"})
+    hits = honest.search(query, k=10, filter={"tenant": "b"})
+    assert honest.last_filter_dropped == 0 and len(hits) == len(NAMES) - len(a_names)
+
+    real = compact.filter_token
+    monkeypatch.setattr(compact, "filter_token", lambda name, value: real(name, "a" if value == "b" else value))
+    index = LocalIndex()
+    for n in NAMES:
+        index.add_features(features[n], {"tenant": "a" if n in a_names else "b"})
+    a_ids = {features[n].sha256 for n in a_names}
+    # Phase 1 alone cannot tell a from b now: every row's tag is the filter's token.
+    tokens = Filter.parse({"tenant": "b"}).tokens()
+    assert all(tagged(p, tokens).all() for p in index.partitions())
+    hits = index.search(query, k=10, filter={"tenant": "b"})
+    assert index.last_filter_dropped == len(a_ids)
+    assert a_ids.isdisjoint(h.id for h in hits) and {h.meta["tenant"] for h in hits} == {"b"}
+    assert len(hits) == len(NAMES) - len(a_ids)
+    index.search(query, k=10)
+    assert index.last_filter_dropped == 0  # no filter, nothing checked
+
+
 @pytest.mark.parametrize("spec", [{"tenant": "b"}, {"tenant": "a"}, {"kind": "logo"}, {"tenant": ["a", "b"]}])
 def test_scoring_the_matching_rows_alone_finds_the_same_candidates(monkeypatch, features, tagged_partition, spec):
     """A filter that leaves few rows scores them as a partition of their own (Partition.take): same answer."""
