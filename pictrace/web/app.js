@@ -411,6 +411,40 @@ function labelChips(labels) {
     h("span", { class: "chip label", title: `ImageNet label, probability ${fmt3(l.probability)}` }, l.label));
 }
 
+// A card shows this many meta fields; a "+n" chip holds the rest in its tooltip.
+const META_SHOWN = 4;
+
+/** A meta value as text: strings as they are, lists of strings joined, anything else as JSON. */
+function metaText(value) {
+  if (typeof value === "string") return value;
+  if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.join(", ");
+  return JSON.stringify(value);
+}
+
+/**
+ * An image's meta as "key: value" chips (null when it has none).  Built as
+ * text nodes, never markup, since meta is whatever its client stored; each
+ * chip is cut short by CSS and its title holds the whole of it.
+ */
+function metaChips(meta) {
+  // The fields a filter can select by (strings, lists of strings) first, in their stored order.
+  const filterable = ([, v]) => typeof v === "string" || (Array.isArray(v) && v.every((x) => typeof x === "string"));
+  const all = Object.entries(meta || {});
+  const entries = [...all.filter(filterable), ...all.filter((e) => !filterable(e))];
+  if (!entries.length) return null;
+  const chip = ([key, value]) =>
+    h("span", { class: "meta-chip", title: `${key}: ${metaText(value)}` }, h("span", { class: "meta-key" }, `${key}:`), ` ${metaText(value)}`);
+  const rest = entries.slice(META_SHOWN);
+  return h(
+    "div",
+    { class: "meta-chips", role: "list", "aria-label": "Metadata" },
+    entries.slice(0, META_SHOWN).map((e) => h("span", { role: "listitem", class: "meta-item" }, chip(e))),
+    rest.length
+      ? h("span", { role: "listitem", class: "meta-item" }, h("span", { class: "meta-chip more", title: rest.map(([k, v]) => `${k}: ${metaText(v)}`).join("\n") }, `+${rest.length}`))
+      : null,
+  );
+}
+
 function transformChip(r) {
   if (r.score < WEAK_SCORE) return h("span", { class: "chip weak", title: "A low score: probably not the same picture" }, "weak match");
   return r.transform ? h("span", { class: "chip", title: `transform: ${r.transform}` }, describeTransform(r.transform)) : null;
@@ -454,6 +488,7 @@ function resultCard(r, query) {
         ...labelChips(r.labels),
         r.page_url ? h("a", { href: r.page_url, target: "_blank", rel: "noopener noreferrer" }, "source page") : null,
       ),
+      metaChips(r.meta),
     ),
   );
 }
@@ -658,6 +693,7 @@ function catalogCard(rec) {
       h("span", { class: "cat-name", title: rec.id }, name),
       h("span", { class: "cat-meta" }, `${(rec.format || "").toUpperCase()} · ${rec.width}×${rec.height} · ${formatBytes(rec.bytes || 0)}`),
       added ? h("time", { class: "cat-meta", datetime: added.toISOString() }, added.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })) : null,
+      metaChips(rec.meta),
     ),
     h(
       "button",
