@@ -102,20 +102,24 @@ def _net(path: str = "") -> _Net:
 
 
 def preprocess(bgr: np.ndarray) -> np.ndarray:
-    """The 1x3x224x224 float32 input blob for a BGR (or grayscale) uint8 image."""
+    """The 1x3x224x224 float32 input blob for a BGR (or grayscale) uint8 image.
+
+    Resized and cropped in BGR, then swapped, shifted and scaled by one
+    ``blobFromImage`` ((x - 127) * (1 / 128) is exact in float32): the same
+    values as converting the whole image to RGB first, without doing so.
+    """
     if bgr.ndim == 2:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
     if bgr.ndim != 3 or bgr.shape[2] not in (3, 4) or min(bgr.shape[:2]) < 1:
         raise InvalidImage(f"cannot embed an image of shape {bgr.shape}")
-    rgb = cv2.cvtColor(bgr[..., :3], cv2.COLOR_BGR2RGB)
-    h, w = rgb.shape[:2]
+    h, w = bgr.shape[:2]
     scale = SIZE / min(h, w)
     size = (max(SIZE, round(w * scale)), max(SIZE, round(h * scale)))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(rgb, size, interpolation=interp)
+    resized = cv2.resize(bgr[..., :3], size, interpolation=interp)
     y, x = (resized.shape[0] - SIZE) // 2, (resized.shape[1] - SIZE) // 2
-    crop = resized[y:y + SIZE, x:x + SIZE].astype(np.float32)
-    return np.ascontiguousarray(((crop - 127.0) / 128.0).transpose(2, 0, 1)[None])
+    crop = resized[y:y + SIZE, x:x + SIZE]
+    return cv2.dnn.blobFromImage(crop, 1.0 / 128.0, None, (127.0, 127.0, 127.0), swapRB=True, crop=False)
 
 
 def embed(bgr: np.ndarray, model_path: str = "") -> Embedding:

@@ -135,3 +135,63 @@ def test_benchmark_metrics_leave_the_query_out():
     # a0->a1 hit, a1->a0 hit, b0->b1 hit, b1->a1 miss (b0 third: AP 1/3).
     assert m["precision_at_1"] == 0.75
     assert m["map_at_10"] == round((1 + 1 + 1 + 1 / 3) / 4, 4)
+
+
+def _clip_graph(model):
+    """The same net with ReLU6 written as Clip and unscaled weights (what convert wrote before the fusion)."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    scaled = {n.output[0]: n.input[0] for n in ref.graph.node if n.op_type == "Mul"}
+    nodes = []
+    for n in ref.graph.node:
+        if n.op_type == "Mul":
+            continue
+        if n.op_type == "HardSigmoid":
+            n = onnx.helper.make_node("Clip", [n.input[0], "zero", "six"], list(n.output), name=n.name)
+        for i, name in enumerate(n.input):
+            if name in scaled:
+                n.input[i] = scaled[name]
+        nodes.append(n)
+    del ref.graph.node[:]
+    ref.graph.node.extend(nodes)
+    return ref
+
+
+def test_relu6_is_a_hardsigmoid_cv2_fuses_and_gives_the_clip_graphs_outputs(model_file):
+    model = onnx.load(str(model_file[0]))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Clip") == 1 and ops.count("HardSigmoid") == ops.count("Mul") == 32  # only the head keeps Clip
+    fast = cv2.dnn.readNetFromONNX(str(model_file[0]))
+    ref = cv2.dnn.readNetFromONNX(np.frombuffer(_clip_graph(model).SerializeToString(), np.uint8))
+    assert len(fast.getLayerNames()) < len(ref.getLayerNames()) / 2  # fused: no layout conversions around each ReLU6
+    for name in ("chelsea", "coffee", "rocket"):
+        blob = embedding.preprocess(sample_bgr(name))
+        outs = []
+        for net in (fast, ref):
+            net.setInput(blob, "image")
+            outs.append(net.forward(["features", "logits"]))
+        (f1, l1), (f2, l2) = outs
+        assert np.abs(f1 - f2).max() <= 1e-5 * np.abs(f2).max()
+        assert np.abs(l1 - l2).max() < 1e-4
+
+
+def _reference_preprocess(bgr):
+    if bgr.ndim == 2:
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+    rgb = cv2.cvtColor(bgr[..., :3], cv2.COLOR_BGR2RGB)
+    h, w = rgb.shape[:2]
+    scale = 224 / min(h, w)
+    size = (max(224, round(w * scale)), max(224, round(h * scale)))
+    resized = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y, x = (resized.shape[0] - 224) // 2, (resized.shape[1] - 224) // 2
+    crop = resized[y:y + 224, x:x + 224].astype(np.float32)
+    return ((crop - 127.0) / 128.0).transpose(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 3), (100, 300, 3), (500, 200, 4), (1, 1, 3), (224, 224, 3), (960, 1280, 3), (50, 60)])
+def test_preprocess_gives_exactly_the_rgb_first_blob(shape):
+    img = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    blob = embedding.preprocess(img)
+    assert blob.dtype == np.float32 and blob.shape == (1, 3, 224, 224) and blob.flags.c_contiguous
+    assert np.array_equal(blob, _reference_preprocess(img))
