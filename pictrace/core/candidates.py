@@ -3,8 +3,9 @@
 Three signals, each blind to edits the others see:
 
 * ``layout``: cross-correlation of 16x16 layouts, the best of the query's
-  eight square symmetries (survives exposure edits, grayscale, turns and
-  mirrors; fails on tight crops),
+  eight square symmetries or of the query as a crop, its layout shrunk and
+  slid over the row's (:func:`crop_scores`; survives exposure edits,
+  grayscale, turns, mirrors and crops that keep most of the picture),
 * ``colour``: cosine of square-rooted 4x4x4 colour histograms (survives
   crops and turns; fails on grayscale copies and exposure edits),
 * ``words``: how many query ORB descriptors meet a visual word the row keeps
@@ -53,6 +54,7 @@ class CandidateQuery:
     probes: "Probes"  # word probes of the query's descriptors
     mirror_probes: "Probes"  # the same for its mirror image's descriptors
     semantic: np.ndarray | None = None  # (SEMANTIC_DIMS,) float32 unit looks-like vector; None without the model
+    crops: np.ndarray | None = None  # (256, P) float32 crop kernels (compact.crop_kernels); None: no crop signal
 
     @classmethod
     def of(
@@ -68,6 +70,7 @@ class CandidateQuery:
             probes=Probes.of(compact.probe_words(descriptors)),
             mirror_probes=Probes.of(compact.probe_words(mirror if mirror is not None else np.zeros((0, 32), np.uint8))),
             semantic=None if semantic is None else compact.unit_rows(np.asarray(semantic)[None, :])[0],
+            crops=compact.crop_kernels(thumb),
         )
 
 
@@ -184,7 +187,7 @@ def candidates(
     colour = colour_scores(query, partition)
     shared = np.stack([word_hits(query.probes, partition), word_hits(query.mirror_probes, partition)])
     words = shared.max(axis=0).astype(np.float64)
-    layout = layouts.max(axis=1)
+    layout = np.maximum(layouts.max(axis=1), crop_scores(query, partition))
     orientation = orientations(layouts, shared)
     semantic = semantic_scores(query, partition)
     picked: set[int] = set()
@@ -252,6 +255,20 @@ def shortlist(found: Iterable[Candidate], per_signal: int = DEFAULT_PER_SIGNAL, 
 def layout_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
     """(n, 8) correlation of every row's layout with the query's under each symmetry."""
     return partition.unit_layouts() @ query.layouts.T
+
+
+def crop_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:
+    """(n,) best normalised cross-correlation of the query, as a crop, with a window of every row's layout.
+
+    A crop's whole-frame layout lines up with no symmetry of its original
+    (its frame is another), so layout alone missed crops that also lost
+    colour or corners (grayscale and blurred, or re-exposed and
+    recompressed).  Windows are upright and unmirrored: mirrored or turned
+    crops are left to the words.
+    """
+    if query.crops is None or len(partition) == 0:
+        return np.full(len(partition), -np.inf)
+    return ((partition.unit_layouts() @ query.crops) / partition.crop_window_norms()).max(axis=1)
 
 
 def colour_scores(query: CandidateQuery, partition: Partition) -> np.ndarray:

@@ -45,6 +45,10 @@ import numpy as np
 from pictrace.core.features import ImageFeatures
 
 LAYOUT_SIDE = 16
+# A crop's layout is the original's seen through a window: the query's layout
+# shrunk to these sides and slid over a row's 16x16 grid covers crops keeping
+# about 56% and 77% of the area (the whole-frame layout covers the rest).
+CROP_SIDES = (12, 14)
 COLOUR_BINS = 4
 WORD_TABLES = 4
 WORD_BITS = 24
@@ -159,6 +163,60 @@ def layout_vector(thumb: np.ndarray) -> np.ndarray:
     v = small.reshape(-1) - small.mean()
     norm = float(np.linalg.norm(v))
     return v / norm if norm > 0 else v
+
+
+def crop_windows() -> tuple[np.ndarray, np.ndarray]:
+    """Every placement of a CROP_SIDES window on the layout grid.
+
+    Returns ``(masks, sides)``: (LAYOUT_SIDE**2, P) float32 0/1 masks, one
+    column per placement, and (P,) the side of each.
+    """
+    masks, sides = [], []
+    for side in CROP_SIDES:
+        for y in range(LAYOUT_SIDE - side + 1):
+            for x in range(LAYOUT_SIDE - side + 1):
+                m = np.zeros((LAYOUT_SIDE, LAYOUT_SIDE), np.float32)
+                m[y : y + side, x : x + side] = 1
+                masks.append(m.reshape(-1))
+                sides.append(side)
+    return np.stack(masks, axis=1), np.array(sides)
+
+
+def crop_kernels(thumb: np.ndarray) -> np.ndarray:
+    """(LAYOUT_SIDE**2, P) float32: the query's layout at each crop window placement.
+
+    Column p holds the thumbnail shrunk to that window's side, zero mean and
+    unit norm, at the window's cells (zero elsewhere), so a row's grid times
+    column p, over the grid's deviation inside the window, is their
+    normalised cross-correlation there (:func:`crop_window_norms`).
+    """
+    masks, sides = crop_windows()
+    out = np.zeros_like(masks)
+    for side in CROP_SIDES:
+        small = cv2.resize(thumb, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32).reshape(-1)
+        small -= small.mean()
+        norm = float(np.linalg.norm(small))
+        if norm == 0:
+            continue  # a flat query has no layout to find
+        for p in np.flatnonzero(sides == side):
+            out[masks[:, p] > 0, p] = small / norm
+    return out
+
+
+def crop_window_norms(grids: np.ndarray) -> np.ndarray:
+    """(n, P) float32: each grid's deviation from its own mean inside every crop window placement.
+
+    ``grids`` is (n, LAYOUT_SIDE**2) float32.  Flat windows get +inf, so a
+    crop cannot correlate with them.
+    """
+    masks, sides = crop_windows()
+    cells = (sides * sides).astype(np.float32)
+    sums = grids @ masks
+    squares = (grids * grids) @ masks
+    var = squares - sums * sums / cells
+    # Rounding leaves tiny variances where a window is flat: treat as flat.
+    flat = var <= 1e-6 * np.maximum(squares, 1e-12)
+    return np.where(flat, np.inf, np.sqrt(np.maximum(var, 0))).astype(np.float32)
 
 
 def quantise_layout(v: np.ndarray) -> np.ndarray:

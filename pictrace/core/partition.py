@@ -32,6 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from pictrace.core import arrays as container
+from pictrace.core import compact
 from pictrace.core.compact import COLOUR_BINS, LAYOUT_SIDE, SEMANTIC_DIMS, WORD_BITS, WORD_TABLES, IndexRow
 from pictrace.errors import CorruptShard, OutdatedIndex
 
@@ -162,6 +163,16 @@ class Partition:
         if "layouts" not in self._cache:
             self._cache["layouts"] = _unit(self.layout)
         return self._cache["layouts"]
+
+    def crop_window_norms(self) -> np.ndarray:
+        """(n, P) deviation of every unit layout inside each crop window, made once per loaded partition.
+
+        Per row a few hundred bytes, kept by a warm container beside the
+        unit layouts so the crop signal costs one matrix product a search.
+        """
+        if "windows" not in self._cache:
+            self._cache["windows"] = compact.crop_window_norms(self.unit_layouts())
+        return self._cache["windows"]
 
     def unit_colours(self) -> np.ndarray:
         """The colour histograms as float32 unit rows, made once per loaded partition."""

@@ -12,7 +12,7 @@ import pytest
 
 from pictrace.core import arrays as container
 from pictrace.core import compact
-from pictrace.core.candidates import Candidate, CandidateQuery, candidates, shortlist
+from pictrace.core.candidates import Candidate, CandidateQuery, candidates, crop_scores, layout_scores, shortlist
 from pictrace.core.partition import MAX_ROWS, Partition
 from pictrace.core.scoring import query_from_bytes
 from pictrace.core.features import extract_features
@@ -189,6 +189,35 @@ def test_words_find_a_tight_crop_and_know_a_mirror(catalog, partition):
     assert target.words == max(c.words for c in by_id.values()) and target.words >= 5
     assert target.mirror_words > target.own_words and target.mirror_is_clear
     assert target.orientation >= 4  # a mirrored symmetry
+
+
+@pytest.mark.parametrize("source", ["astronaut", "chelsea", "camera", "rocket"])
+@pytest.mark.parametrize("area", [0.56, 0.65, 0.77])
+def test_layout_sees_a_crop_through_a_window(catalog, partition, source, area):
+    # A crop that lost colour and corners (grayscale, blurred): the whole-frame
+    # layout lines up with no symmetry of the original, a window of it does.
+    img = sample_bgr(source)
+    h, w = img.shape[:2]
+    ch, cw = round(h * area**0.5), round(w * area**0.5)
+    crop = cv2.cvtColor(img[h - ch :, :cw], cv2.COLOR_BGR2GRAY)
+    crop = cv2.GaussianBlur(cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR), (0, 0), 2)
+    query = probe_of(jpeg(crop))
+    ids = partition.id_list()
+    target = ids.index(catalog[source].sha256)
+    windows = crop_scores(query, partition)
+    whole = layout_scores(query, partition).max(axis=1)
+    assert int(np.argmax(windows)) == target
+    assert windows[target] > whole[target]
+    assert windows[target] >= 0.6
+
+
+def test_a_flat_query_or_row_has_no_crop_match():
+    flat = np.full((256, 256), 128, np.uint8)
+    assert not compact.crop_kernels(flat).any()
+    grids = np.zeros((2, compact.LAYOUT_SIDE**2), np.float32)
+    grids[1] = np.arange(compact.LAYOUT_SIDE**2)
+    norms = compact.crop_window_norms(grids)
+    assert np.isinf(norms[0]).all() and np.isfinite(norms[1]).all() and (norms[1] > 0).all()
 
 
 def test_excluded_ids_are_never_candidates(catalog, partition):

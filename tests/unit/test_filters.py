@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pictrace.core import compact, filters
-from pictrace.core.candidates import CandidateQuery, candidates, shortlist, tagged
+from pictrace.core.candidates import CandidateQuery, candidates, crop_scores, layout_scores, shortlist, tagged
 from pictrace.core.features import extract_features
 from pictrace.core.filters import Filter, check_meta, meta_tags
 from pictrace.core.partition import Partition
@@ -138,7 +138,7 @@ def test_a_filter_keeps_k_matching_candidates_although_better_rows_do_not_match(
     assert names and all(tenants[n]["tenant"] == "b" for n in names)
     # Every signal's top 2 are tenant b rows: the layout's two best b rows are there.
     b_rows = [r for r, n in enumerate(NAMES) if tenants[n]["tenant"] == "b"]
-    layout = (tagged_partition.unit_layouts() @ query.layouts.T).max(axis=1)
+    layout = np.maximum(layout_scores(query, tagged_partition).max(axis=1), crop_scores(query, tagged_partition))
     best_b = sorted(b_rows, key=lambda r: -layout[r])[:2]
     assert {NAMES[r] for r in best_b} <= names
     # Merged into a shortlist, a filter with k = 3 matching images gives all 3.
