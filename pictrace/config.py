@@ -32,7 +32,7 @@ class Config:
     # search
     default_k: int = 5
     max_k: int = 50
-    shortlist: int = 32  # candidates each phase-1 signal sends to the rerank, catalog-wide
+    shortlist: int = 24  # candidates each phase-1 signal sends to the rerank, catalog-wide
     partition_rows: int = 65_536  # rows per phase-1 partition (at most 65,536: about 53 MB)
     rerank_batch: int = 48  # shortlisted candidates per phase-2 invocation
     rerank_reserve: float = 3.0  # seconds of the time left that phase 1 leaves to phase 2

@@ -37,7 +37,7 @@ from pictrace.core.partition import Partition
 
 SIGNALS = ("layout", "colour", "blend", "words")
 MODES = ("default", "similar")
-DEFAULT_PER_SIGNAL = 32
+DEFAULT_PER_SIGNAL = 24
 # A filter matching at most 1/SUBSET_SHARE of a partition's rows scores them as a partition of their own.
 SUBSET_SHARE = 4
 # Layout similarity at which a quarter turn of the query is believed.

@@ -1,12 +1,14 @@
 """Phase 2 of a search: the three signals for the global shortlist, cheapest first.
 
-A candidate's score is the mean of ``ssim``, ``orb`` and ``hist``
-(:mod:`pictrace.core.scoring`).  ORB matching and the histogram cost about
-a third of the work; SSIM with crop and warp alignment the rest.  Since
-SSIM is at most 1, ``(1 + orb + hist) / 3`` bounds a candidate's score
-once its cheap signals are known.  The cascade therefore:
+A candidate's score is the mean of ``ssim``, ``orb``, ``hist`` and, when
+both images have embeddings, ``semantic``
+(:func:`pictrace.core.scoring.copy_score`).  ORB matching and the
+histogram cost about a third of the work, the embeddings' cosine next to
+nothing; SSIM with crop and warp alignment the rest.  Since SSIM is at most
+1, the score with SSIM taken as 1 bounds a candidate's score once its
+cheap signals are known.  The cascade therefore:
 
-1. computes ORB and histograms for every candidate;
+1. computes ORB, histograms and the semantic score for every candidate;
 2. takes candidates by that bound, best first, and computes SSIM;
 3. stops when the k-th best exact score so far is at least the next bound:
    no candidate left can enter the top k.
@@ -39,6 +41,7 @@ from pictrace.core.scoring import (
     _match,
     _seed_match,
     aligned_ssim,
+    copy_score,
     good_matches,
     hist_similarity,
     match_homography,
@@ -71,10 +74,11 @@ class _Cheap:
     pairs: list
     mirrored: bool
     orientation: int
+    semantic: float | None
 
     @property
     def bound(self) -> float:
-        return (1.0 + self.orb + self.hist) / 3.0
+        return copy_score(1.0, self.orb, self.hist, self.semantic)
 
 
 def rerank(
@@ -105,8 +109,10 @@ def rerank(
     if mode == "similar":
         return _similar(query, work, k, ranking)
     matches, done = _copies(query, work, k, ranking, cascade)
-    semantic = {c.id: _semantic(query, c, f) for c, f in work}
-    return [replace(m, semantic=semantic[m.id]) for m in matches], done
+    if ranking == "seed":
+        semantic = {c.id: _semantic(query, c, f) for c, f in work}
+        matches = [replace(m, semantic=semantic[m.id]) for m in matches]
+    return matches, done
 
 
 def _semantic(query: Query, cand: Candidate, features: ImageFeatures) -> float | None:
@@ -129,7 +135,7 @@ def _similar(query: Query, work: list, k: int, ranking: str) -> tuple[list[Match
 
 
 def _copies(query: Query, work: list, k: int, ranking: str, cascade: bool) -> tuple[list[Match], Work]:
-    """The default mode: the best ``k`` by the mean of the three signals, cheapest first."""
+    """The default mode: the best ``k`` by :func:`copy_score`, cheapest first."""
     if ranking == "seed":
         return rank(_map(lambda item: _seed_match(query, item[1], {}), work), k), Work(len(work), len(work))
     cheap = sorted(_map(lambda item: _cheap(query, *item), work), key=lambda c: (-c.bound, c.candidate.id))
@@ -167,7 +173,9 @@ def _cheap(query: Query, cand: Candidate, features: ImageFeatures) -> _Cheap:
         # The keypoints overrule phase 1's guess: take the upright symmetry of that side.
         orientation = transforms.DIHEDRAL.index((mirrored, 0))
     orb = orb_share(len(pairs), n, ORB_MIN_KEYPOINTS)
-    return _Cheap(cand, features, orb, hist_similarity(query, features), pairs, mirrored, orientation)
+    return _Cheap(
+        cand, features, orb, hist_similarity(query, features), pairs, mirrored, orientation, _semantic(query, cand, features)
+    )
 
 
 def _full(query: Query, c: _Cheap) -> Match:
@@ -179,7 +187,11 @@ def _full(query: Query, c: _Cheap) -> Match:
     s = aligned_ssim(query, orientation, c.features, h)
     # The query was turned by ``orientation`` to line up with the candidate, so
     # the edit that made the query from the candidate is its inverse.
-    return _match(c.features.sha256, s, c.orb, c.hist, transforms.name(transforms.inverse(orientation)), {})
+    transform = transforms.name(transforms.inverse(orientation))
+    return replace(
+        _match(c.features.sha256, s, c.orb, c.hist, transform, {}),
+        score=copy_score(s, c.orb, c.hist, c.semantic), semantic=c.semantic,
+    )
 
 
 _map = parallel_map

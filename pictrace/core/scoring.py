@@ -17,9 +17,14 @@ also compared with brightness and contrast undone (:mod:`pictrace.core.tone`).
 Which candidates get scored, and in which order, is the search's business
 (:mod:`pictrace.core.candidates`, :mod:`pictrace.core.rerank`).
 
-A fourth score, ``semantic``, rides along: the cosine of the two images'
-looks-like embeddings (:func:`semantic_similarity`), None when either has
-none.  It ranks ``mode=similar`` and is only reported in the default mode.
+A fourth score, ``semantic``, is the cosine of the two images' looks-like
+embeddings (:func:`semantic_similarity`), None when either has none.  It
+ranks ``mode=similar``; in the default ranking it joins the mean when both
+images have one (:func:`copy_score`): an edit that leaves no ORB match and
+moves SSIM and the histograms (an exposure change of a smooth wallpaper,
+a recompressed crop) keeps the picture's content, so its embedding stays
+close to the original's while a stranger of similar tones and layout
+does not.  ``seed`` keeps the original's mean of three.
 """
 
 from __future__ import annotations
@@ -255,6 +260,13 @@ def _seed_match(query: Query, cand: ImageFeatures, meta: dict) -> Match:
     o = orb_ratio_score(query.features.descriptors, cand.descriptors, _flann_knn)
     h = hist_correlation(query, cand)
     return _match(cand.sha256, s, o, h, "identity", meta)
+
+
+def copy_score(ssim: float, orb: float, hist: float, semantic: float | None = None) -> float:
+    """The default ranking's score: the mean of the signals the pair has (``semantic`` only when not None)."""
+    if semantic is None:
+        return (ssim + orb + hist) / 3.0
+    return (ssim + orb + hist + semantic) / 4.0
 
 
 def _match(cid: str, s: float, o: float, h: float, transform: str, meta: dict) -> Match:

@@ -78,8 +78,12 @@ def test_every_result_of_either_mode_reports_semantic(index):
     assert default[0].id == ids["coffee"] and default[0].semantic > 0.9
     assert all(m.semantic is not None and -1 <= m.semantic <= 1 for m in default)
     assert all(set(m.to_dict()["scores"]) == {"ssim", "orb", "hist", "semantic"} for m in default)
-    # The default score stays the mean of the three signals.
-    assert default[0].score == pytest.approx((default[0].ssim + default[0].orb + default[0].hist) / 3)
+    # With embeddings on both sides the default score is the mean of the four signals.
+    assert all(m.score == pytest.approx((m.ssim + m.orb + m.hist + m.semantic) / 4) for m in default)
+    # The original's ranking keeps its mean of three.
+    seed = idx.search(copy, k=6, ranking="seed")
+    assert all(m.semantic is not None for m in seed)
+    assert all(m.score == pytest.approx((m.ssim + m.orb + m.hist) / 3) for m in seed)
 
 
 def test_labels_are_a_filter(index):

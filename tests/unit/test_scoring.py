@@ -225,3 +225,12 @@ def test_a_tight_corner_crop_is_found_with_the_right_mirror(catalog, name, corne
     hit = _search(catalog, np.ascontiguousarray(crop[:, ::-1] if mirrored else crop), k=1)[0]
     assert hit.meta["name"] == name
     assert hit.transform == ("mirror" if mirrored else "identity")
+
+
+def test_the_default_score_is_the_mean_of_the_signals_the_pair_has():
+    from pictrace.core.scoring import copy_score
+
+    assert copy_score(0.6, 0.0, 0.9) == pytest.approx(0.5)
+    assert copy_score(0.6, 0.0, 0.9, 0.9) == pytest.approx(0.6)
+    # A semantic score of 0 is a signal, not a missing one.
+    assert copy_score(0.6, 0.0, 0.9, 0.0) == pytest.approx(0.375)
