@@ -7,7 +7,7 @@ Uses the feature cache of ``python -m benchmarks.run`` (computing what is
 missing), or ``--store DIR`` for another cache of the same layout.  Queries
 are searched from their stored features, so latencies exclude decoding and
 feature extraction of the query (about 30-60 ms on this machine).  Writes
-benchmarks/two-phase-results.json.
+benchmarks/two-phase-results.json (10k) or two-phase-<N>k-results.json.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def main() -> None:
         print(json.dumps({k: v for k, v in run.items() if k != "families"}))
         for f, v in run["families"].items():
             print(f"  {f:28s} shortlist {v['shortlist_recall']:.3f}  recall@1 {v['recall@1']:.3f}")
-    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    path = OUT if args.size == 10_000 else OUT.with_name(f"two-phase-{args.size // 1000}k-results.json")
+    path.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
