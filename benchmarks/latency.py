@@ -52,10 +52,16 @@ def build(jobs: FeatureJobs, store: FeatureStore, catalog_batch, size: int) -> L
     return index
 
 
-def rss_mib() -> tuple[float, float]:
-    """(current, peak) resident memory of this process in MiB."""
+def rss_mib() -> tuple[float, float, float, float]:
+    """(current, peak, anonymous, file-backed) resident memory of this process in MiB.
+
+    File-backed pages are the memory-mapped detail files the index wrote
+    or read: page cache the kernel reclaims under pressure, unlike
+    anonymous memory.
+    """
     fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    mib = [int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")]
+    return mib[0], mib[1], mib[2], mib[3]
 
 
 def main() -> None:
@@ -82,8 +88,9 @@ def main() -> None:
         before = rss_mib()[0]
         index = build(jobs, store, catalog_batch, args.rss)
         gc.collect()
-        now, peak = rss_mib()
+        now, peak, anon, mapped = rss_mib()
         print(json.dumps({"size": len(index), "rss_mib": round(now, 1), "peak_rss_mib": round(peak, 1),
+                          "anonymous_mib": round(anon, 1), "file_backed_mib": round(mapped, 1),
                           "rss_before_index_mib": round(before, 1)}))
         return
 
