@@ -34,6 +34,7 @@ probes, which keeps chance hits rare even though the query probes widely.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -165,8 +166,9 @@ def layout_vector(thumb: np.ndarray) -> np.ndarray:
     return v / norm if norm > 0 else v
 
 
+@functools.cache
 def crop_windows() -> tuple[np.ndarray, np.ndarray]:
-    """Every placement of a CROP_SIDES window on the layout grid.
+    """Every placement of a CROP_SIDES window on the layout grid (made once; do not modify).
 
     Returns ``(masks, sides)``: (LAYOUT_SIDE**2, P) float32 0/1 masks, one
     column per placement, and (P,) the side of each.
@@ -179,7 +181,9 @@ def crop_windows() -> tuple[np.ndarray, np.ndarray]:
                 m[y : y + side, x : x + side] = 1
                 masks.append(m.reshape(-1))
                 sides.append(side)
-    return np.stack(masks, axis=1), np.array(sides)
+    masks_, sides_ = np.stack(masks, axis=1), np.array(sides)
+    masks_.flags.writeable = sides_.flags.writeable = False  # shared by every caller
+    return masks_, sides_
 
 
 def crop_kernels(thumb: np.ndarray) -> np.ndarray:
